@@ -1,0 +1,184 @@
+"""Lay a step dependency graph out as nested sequences and parallel blocks (what ASL can express).
+
+Step Functions has no "start when these finish" primitive, only sequences, ``Parallel`` fork/joins and
+``Choice``. The layout below keeps every dependency and adds as little waiting as possible:
+
+* disconnected parts of the graph become branches of one ``Parallel``;
+* a connected part is cut into a sequence wherever *every* step after the cut depends on *every* step
+  before it (such a cut adds no waiting at all; series-parallel graphs are laid out exactly);
+* a connected part with no such cut (e.g. the "N" shape a->c, b->c, b->d) starts with its sources in
+  parallel and continues with the rest. That may make a step wait for a step it does not need, but never
+  lengthens the run beyond the longest dependency chain when steps take equal time.
+
+A decision step and the steps on its branches form one node (a ``Region``) at the level that holds the
+decision; each branch is laid out on its own, recursively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from coafi.definitions.branches import DecisionLayout, innermost_owner
+from coafi.definitions.graph import topological_order
+
+
+@dataclass
+class Leaf:
+    step: str
+
+
+@dataclass
+class Seq:
+    parts: list[Node]
+
+
+@dataclass
+class Par:
+    branches: list[Node]
+
+
+@dataclass
+class Region:
+    decision: str
+    branches: list[Node | None] = field(default_factory=list)
+
+
+Node = Leaf | Seq | Par | Region
+
+
+def lay_out(
+    order: Sequence[str], deps: Mapping[str, Sequence[str]], decisions: Mapping[str, DecisionLayout]
+) -> Node:
+    """The layout of a whole workflow. ``order`` is the definition order of the step ids."""
+    owner = innermost_owner(decisions)
+    position = {s: i for i, s in enumerate(order)}
+    members: dict[tuple[str, int] | None, list[str]] = {}
+    for s in order:
+        members.setdefault(owner.get(s), []).append(s)
+
+    def representative(step: str, context: tuple[str, int] | None) -> str | None:
+        """The node standing for ``step`` among the members of ``context`` (None: outside, already done)."""
+        current: str | None = step
+        while current is not None:
+            own = owner.get(current)
+            if own == context:
+                return current
+            current = own[0] if own is not None else None
+        return None
+
+    def level(context: tuple[str, int] | None) -> Node | None:
+        nodes = members.get(context, [])
+        if not nodes:
+            return None
+        level_deps: dict[str, set[str]] = {}
+        for s in nodes:
+            reps = {representative(d, context) for d in deps[s]}
+            level_deps[s] = {r for r in reps if r is not None and r != s}
+        return _series_parallel(nodes, level_deps, position, build_leaf)
+
+    def build_leaf(step: str) -> Node:
+        if step in decisions:
+            return Region(step, [level((step, i)) for i in range(len(decisions[step].branches))])
+        return Leaf(step)
+
+    root = level(None)
+    assert root is not None, "a workflow has at least one step"
+    return root
+
+
+def _series_parallel(
+    nodes: list[str],
+    deps: Mapping[str, set[str]],
+    position: Mapping[str, int],
+    leaf: object,
+) -> Node:
+    build = leaf  # callable[[str], Node]
+    assert callable(build)
+
+    def solve(group: list[str]) -> Node:
+        if len(group) == 1:
+            return build(group[0])  # type: ignore[no-any-return]
+        components = _components(group, deps)
+        if len(components) > 1:
+            return Par([solve(c) for c in components])
+        order = topological_order(group, {s: deps[s] for s in group})
+        segments = _lossless_cuts(order, deps)
+        if len(segments) > 1:
+            return _flatten_seq([solve(seg) for seg in segments])
+        members = set(group)
+        sources = [s for s in order if not (deps[s] & members)]
+        rest = [s for s in order if deps[s] & members]
+        return _flatten_seq([solve(sorted(sources, key=position.__getitem__)), solve(rest)])
+
+    return solve(sorted(nodes, key=position.__getitem__))
+
+
+def _flatten_seq(parts: list[Node]) -> Node:
+    flat: list[Node] = []
+    for part in parts:
+        flat.extend(part.parts if isinstance(part, Seq) else [part])
+    return Seq(flat)
+
+
+def _components(group: list[str], deps: Mapping[str, set[str]]) -> list[list[str]]:
+    members = set(group)
+    parent = {s: s for s in group}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s in group:
+        for d in deps[s]:
+            if d in members:
+                ra, rb = find(s), find(d)
+                if ra != rb:
+                    parent[ra] = rb
+    groups: dict[str, list[str]] = {}
+    for s in group:  # group is in definition order, so components keep it too
+        groups.setdefault(find(s), []).append(s)
+    return list(groups.values())
+
+
+def _lossless_cuts(order: list[str], deps: Mapping[str, set[str]]) -> list[list[str]]:
+    """Split a topological order wherever every later step transitively depends on every earlier one."""
+    index = {s: i for i, s in enumerate(order)}
+    anc: list[int] = []
+    for s in order:
+        mask = 0
+        for d in deps[s]:
+            if d in index:
+                mask |= anc[index[d]] | (1 << index[d])
+        anc.append(mask)
+    n = len(order)
+    suffix_and = [0] * (n + 1)
+    suffix_and[n] = -1  # all ones
+    for i in range(n - 1, -1, -1):
+        suffix_and[i] = suffix_and[i + 1] & anc[i]
+    segments: list[list[str]] = []
+    start = 0
+    for cut in range(1, n):
+        prefix = (1 << cut) - 1
+        if prefix & ~suffix_and[cut] == 0:
+            segments.append(order[start:cut])
+            start = cut
+    segments.append(order[start:])
+    return segments
+
+
+def critical_path(node: Node | None, duration: Mapping[str, float] | None = None) -> float:
+    """How long the layout takes when each step takes ``duration[step]`` (default 1): the
+    figure the "as many step-times as the longest chain" promise is checked against."""
+    if node is None:
+        return 0.0
+    if isinstance(node, Leaf):
+        return duration.get(node.step, 1.0) if duration else 1.0
+    if isinstance(node, Seq):
+        return sum(critical_path(p, duration) for p in node.parts)
+    if isinstance(node, Par):
+        return max(critical_path(b, duration) for b in node.branches)
+    own = duration.get(node.decision, 1.0) if duration else 1.0
+    return own + max((critical_path(b, duration) for b in node.branches), default=0.0)

@@ -1,0 +1,106 @@
+"""The ``@action`` wrapper every action handler uses.
+
+    from coafi.runtime import StepEvent, action
+
+    @action
+    def handler(event: StepEvent) -> dict:
+        return {"greeting": f"hello {event.input['name']}"}
+
+It parses the step event, records the attempt in the state table (RUNNING, then SUCCEEDED with the output
+or FAILED with the error), and re-raises failures so Step Functions' Retry and Catch see the error's class.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from coafi.config import function_settings
+from coafi.errors import InvalidStepEvent
+from coafi.state.store import StateStore
+
+
+class StepContext(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    executionId: str = Field(min_length=1)
+    workflowId: str = Field(min_length=1)
+    workflowVersion: str = ""
+    stepId: str = Field(min_length=1)
+    stepName: str = ""
+    action: str = ""
+    attempt: int = 0
+    enteredAt: str | None = None
+
+
+class StepEvent(BaseModel):
+    """What an action receives: its step's context and parameters, the workflow input, earlier outputs."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    context: StepContext
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    input: Any = None
+    steps: dict[str, Any] = Field(default_factory=dict)
+
+    def output_of(self, step_id: str, default: Any = None) -> Any:
+        """The output of an earlier step, or ``default`` when it did not run (skipped, or not a dependency)."""
+        entry = self.steps.get(step_id)
+        return entry.get("output", default) if isinstance(entry, dict) else default
+
+
+ActionFunction = Callable[[StepEvent], Any]
+LambdaHandler = Callable[[dict[str, Any], Any], Any]
+
+
+def parse_step_event(event: Any) -> StepEvent:
+    try:
+        return StepEvent.model_validate(event)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) + f" ({e['msg']})" for e in exc.errors())
+        raise InvalidStepEvent(
+            f"not a COAFI step event: {fields}. Actions are invoked by the compiled state machine; "
+            "to call one by hand send {'context': {'executionId', 'workflowId', 'stepId'}, 'input': ...}"
+        ) from None
+
+
+def _logger() -> Any:
+    from aws_lambda_powertools import Logger
+
+    return Logger()
+
+
+def action(fn: ActionFunction) -> LambdaHandler:
+    """Turn ``fn(StepEvent) -> output`` into a Lambda handler that records the step's timeline."""
+    logger: Any = None
+
+    @functools.wraps(fn)
+    def handler(event: dict[str, Any], lambda_context: Any = None) -> Any:
+        nonlocal logger
+        if logger is None:
+            logger = _logger()
+        step = parse_step_event(event)
+        ctx = step.context
+        logger.append_keys(execution_id=ctx.executionId, workflow_id=ctx.workflowId, step_id=ctx.stepId,
+                           attempt=ctx.attempt + 1)
+        logger.set_correlation_id(ctx.executionId)
+        settings = function_settings()
+        store = StateStore(settings.table_name, retention_days=settings.retention_days)
+        started_at = store.step_started(ctx.executionId, ctx.workflowId, ctx.stepId, step_name=ctx.stepName,
+                                        step_type="task", action=ctx.action)
+        logger.info("step started")
+        try:
+            output = fn(step)
+        except Exception as exc:
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            store.step_failed(ctx.executionId, ctx.stepId, error, started_at=started_at)
+            logger.warning("step failed", extra={"error_type": error["type"], "error": error["message"]})
+            raise
+        store.step_succeeded(ctx.executionId, ctx.stepId, output, started_at=started_at)
+        logger.info("step succeeded")
+        return output
+
+    return handler

@@ -1,0 +1,139 @@
+"""What the core "state" Lambda does: record workflow start and finish, decisions, and the steps that run
+no COAFI code (waits, sub-workflows, external Lambdas)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from coafi.state.store import StateStore, now_iso
+
+_STARTED_BY = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    executionId: str = Field(min_length=1)
+    workflowId: str = Field(min_length=1)
+
+
+class StartOp(_Op):
+    op: Literal["start"]
+    workflowVersion: str = ""
+    startTime: str = ""
+    input: Any = None
+
+
+class FinishOp(_Op):
+    op: Literal["finish"]
+    status: Literal["SUCCEEDED", "FAILED"]
+    input: Any = None
+    steps: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class SkippedStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stepId: str
+    stepName: str = ""
+    stepType: str = "task"
+
+
+class DecideOp(_Op):
+    op: Literal["decide"]
+    stepId: str
+    stepName: str = ""
+    branch: str
+    next: list[str] = Field(default_factory=list)
+    skipped: list[SkippedStep] = Field(default_factory=list)
+
+
+class StepOp(_Op):
+    op: Literal["step"]
+    stepId: str
+    stepName: str = ""
+    stepType: str
+    action: str = ""
+    status: Literal["RUNNING", "SUCCEEDED", "FAILED"]
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+StateOperation = Annotated[StartOp | FinishOp | DecideOp | StepOp, Field(discriminator="op")]
+_ADAPTER: TypeAdapter[StartOp | FinishOp | DecideOp | StepOp] = TypeAdapter(StateOperation)
+
+
+def parse_operation(event: Any) -> StartOp | FinishOp | DecideOp | StepOp:
+    return _ADAPTER.validate_python(event)
+
+
+def normalise_input(raw: Any) -> tuple[Any, dict[str, Any]]:
+    """The workflow input and how the workflow was started, from a raw execution input."""
+    if isinstance(raw, dict) and {"detail-type", "source", "detail"} <= raw.keys():
+        return raw["detail"], {
+            "type": "event", "source": raw["source"], "detailType": raw["detail-type"],
+            "eventId": raw.get("id"), "time": raw.get("time"),
+        }
+    if isinstance(raw, dict) and _STARTED_BY in raw and "parent" in raw:
+        child_input = raw.get("input")
+        parameters = raw.get("parameters") or {}
+        if isinstance(child_input, dict) and isinstance(parameters, dict):
+            child_input = {**child_input, **parameters}
+        return child_input, {"type": "subworkflow", "parent": raw["parent"]}
+    return raw, {"type": "direct"}
+
+
+def error_info(error: dict[str, Any] | None) -> dict[str, str]:
+    """Step Functions' ``{"Error", "Cause"}`` as ``{"type", "message"}``; a Lambda's JSON cause unwrapped."""
+    if not error:
+        return {"type": "Unknown", "message": ""}
+    kind = str(error.get("Error") or error.get("type") or "Unknown")
+    cause = error.get("Cause", error.get("message", ""))
+    message = str(cause or "")
+    try:
+        parsed = json.loads(message)
+    except (TypeError, ValueError):
+        parsed = None
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        message = str(parsed["errorMessage"])
+    return {"type": kind, "message": message}
+
+
+def apply(operation: StartOp | FinishOp | DecideOp | StepOp, store: StateStore) -> dict[str, Any]:
+    if isinstance(operation, StartOp):
+        workflow_input, trigger = normalise_input(operation.input)
+        store.start_execution(operation.executionId, operation.workflowId, operation.workflowVersion,
+                              {"input": workflow_input, "trigger": trigger}, operation.startTime or now_iso())
+        return {"input": workflow_input, "steps": {}}
+    if isinstance(operation, FinishOp):
+        result = {"input": operation.input, "steps": operation.steps or {}}
+        if operation.status == "SUCCEEDED":
+            store.finish_execution(operation.executionId, operation.workflowId, "SUCCEEDED", output=result)
+        else:
+            store.finish_execution(operation.executionId, operation.workflowId, "FAILED",
+                                   error=error_info(operation.error))
+        return result
+    if isinstance(operation, DecideOp):
+        output = {"branch": operation.branch, "next": operation.next}
+        store.record_step(operation.executionId, operation.workflowId, operation.stepId,
+                          step_name=operation.stepName or operation.stepId, step_type="decision",
+                          status="SUCCEEDED", output=output)
+        store.steps_skipped(operation.executionId, operation.workflowId,
+                            [s.model_dump() for s in operation.skipped])
+        return output
+    if operation.status == "RUNNING":
+        store.step_started(operation.executionId, operation.workflowId, operation.stepId,
+                           step_name=operation.stepName or operation.stepId, step_type=operation.stepType,
+                           action=operation.action)
+        return {}
+    started_at = store.step_started_at(operation.executionId, operation.stepId)
+    if operation.status == "SUCCEEDED":
+        store.step_succeeded(operation.executionId, operation.stepId, operation.output, started_at=started_at)
+    else:
+        store.step_failed(operation.executionId, operation.stepId, error_info(operation.error),
+                          started_at=started_at)
+    return {}

@@ -1,0 +1,22 @@
+"""Core state function: records workflow start/finish, decisions and non-Lambda steps in DynamoDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from coafi.config import function_settings
+from coafi.runtime.state_ops import apply, parse_operation
+from coafi.state.store import StateStore
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(correlation_id_path="executionId")
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    operation = parse_operation(event)
+    logger.append_keys(execution_id=operation.executionId, workflow_id=operation.workflowId,
+                       op=operation.op, step_id=getattr(operation, "stepId", None))
+    settings = function_settings()
+    return apply(operation, StateStore(settings.table_name, retention_days=settings.retention_days))
