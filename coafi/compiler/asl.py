@@ -145,7 +145,19 @@ class _Compiler:
             },
             result_path=None,
         ) | {"Next": "coafi.fail"}
-        states["coafi.fail"] = {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+        # Fail re-raises the step's own error. Names in the reserved "States." namespace cannot be
+        # re-raised by a Fail state, so those fail as WorkflowFailed with the original name in the cause.
+        states["coafi.fail"] = {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.error.Error", "StringMatches": "States.*", "Next": "coafi.fail.states"}],
+            "Default": "coafi.fail.error",
+        }
+        states["coafi.fail.error"] = {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+        states["coafi.fail.states"] = {
+            "Type": "Fail",
+            "Error": "WorkflowFailed",
+            "CausePath": "States.Format('{}: {}', $.error.Error, $.error.Cause)",
+        }
         self.result.asl = {
             "Comment": f"{self.wf.name} ({self.wf.id} v{self.wf.version}), compiled by coafi",
             "StartAt": "coafi.start",
@@ -308,7 +320,7 @@ class _Compiler:
             state["TimestampPath"] = wait.until
         else:
             state["Timestamp"] = wait.until
-        return self.recorded(step, state, can_fail=False)
+        return self.recorded(step, state)
 
     def invoke(self, step: WorkflowStep, function: str) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -339,8 +351,10 @@ class _Compiler:
         state.update(self.retry_and_timeout(step, service_errors=LAMBDA_SERVICE_ERRORS))
         return state
 
-    def recorded(self, step: WorkflowStep, state: dict[str, Any], *, can_fail: bool = True) -> _Fragment:
-        """Steps that run no coafi code (external Lambdas, waits, sub-workflows) are recorded around."""
+    def recorded(self, step: WorkflowStep, state: dict[str, Any]) -> _Fragment:
+        """Steps that run no coafi code (external Lambdas, waits, sub-workflows) are recorded around:
+        RUNNING before, SUCCEEDED after. If the step fails, the workflow's failure handler (coafi.failed)
+        marks every step still RUNNING as FAILED with the error."""
         base = {
             "op": "step",
             "executionId.$": "$$.Execution.Id",
@@ -360,13 +374,6 @@ class _Compiler:
                 result_path=None,
             ),
         }
-        if can_fail:
-            failed, fail = f"{step.id}.failed", f"{step.id}.fail"
-            state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
-            states[failed] = self.state_call(
-                base | {"status": "FAILED", "error.$": "$.error"}, result_path=None
-            ) | {"Next": fail}
-            states[fail] = {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
         return _Fragment(states, started, [finished])
 
     def retry_and_timeout(self, step: WorkflowStep, *, service_errors: list[str]) -> dict[str, Any]:

@@ -168,6 +168,8 @@ _MODEL_FIELDS: dict[str, set[str]] = {}
 def _pydantic_problems(exc: ValidationError, data: dict[str, Any], file: str) -> list[Problem]:
     problems: list[Problem] = []
     for err in exc.errors():
+        if tuple(err["loc"]) == ("steps",) and err["type"] == "too_short":
+            continue  # reported by the structure checks, with a hint
         parts: list[str] = []
         node: Any = data
         step: str | None = None
@@ -200,6 +202,14 @@ def _message(err: Any, node: Any) -> str:
         hint = difflib.get_close_matches(name, known, n=1)
         return f"unknown field '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
     message = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        field_name = str(loc[-1])
+        rule = "lowercase letters, digits and dashes, e.g. content-generation"
+        if "steps" in loc:
+            rule = "a letter, then letters, digits, '_' or '-' (at most 64 characters)"
+        if field_name == "path":
+            rule = "a JSONPath such as $.order.total"
+        return f"{field_name} {err.get('input')!r} is not valid: use {rule}"
     if kind == "literal_error" and loc and loc[-1] == "type" and "steps" in loc:
         value = err.get("input")
         message = f"unknown step type {value!r}; use one of: {', '.join(KNOWN_STEP_TYPES)}"

@@ -1,0 +1,1 @@
+"""The ``coafi`` command line."""
