@@ -283,8 +283,8 @@ class _Compiler:
             self.result.actions.append(step.action)
             placeholder = placeholder_for_action(step.action)
             self.result.substitutions[placeholder] = ArnRef("action", step.action)
-            state = self.invoke(step, "${" + placeholder + "}")
-            return _Fragment({step.id: state}, step.id, [step.id])
+            invoke = self.invoke(step, "${" + placeholder + "}")
+            return _Fragment({step.id: invoke}, step.id, [step.id])
         if step.type == "task":
             self.result.external_functions.append(step.action)
             return self.recorded(step, self.invoke(step, step.action))

@@ -34,15 +34,15 @@ def mermaid(definition: WorkflowDefinition) -> str:
         detail = f"<br/><small>{_label(step.action)}</small>" if step.action else ""
         if step.type == "wait":
             wait = step.wait
-            detail = f"<br/><small>wait {wait.seconds}s</small>" if wait.seconds is not None else (
-                f"<br/><small>until {_label(str(wait.until))}</small>")
+            waited = f"{wait.seconds}s" if wait.seconds is not None else f"until {wait.until}"
+            detail = f"<br/><small>wait {_label(waited)}</small>"
         lines.append(f"    {ids[step.id]}{left}{_label(step.name)}{detail}{right}")
     for step in definition.steps:
         if not step.dependencies:
             lines.append(f"    start --> {ids[step.id]}")
         for dep in step.dependencies:
-            label = branch_edge.get((dep, step.id))
-            arrow = f" -->|{label}| " if label else " --> "
+            edge_label = branch_edge.get((dep, step.id))
+            arrow = f" -->|{edge_label}| " if edge_label else " --> "
             lines.append(f"    {ids[dep]}{arrow}{ids[step.id]}")
     lines.append('    finish(("done"))')
     for step in definition.steps:

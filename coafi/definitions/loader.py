@@ -180,9 +180,9 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any], file: str) ->
                 node = node[part] if isinstance(node, list) and part < len(node) else None
                 if i == 1 and loc[0] == "steps":
                     step = _step_id_at(data, part)
-            elif isinstance(node, dict) and part in node or i == len(loc) - 1 and err["type"] in (
+            elif (isinstance(node, dict) and part in node) or (i == len(loc) - 1 and err["type"] in (
                 "missing", "extra_forbidden"
-            ):
+            )):
                 parts.append(("." if parts else "") + part)
                 node = node.get(part) if isinstance(node, dict) else None
         path = "".join(parts)

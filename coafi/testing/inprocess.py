@@ -197,11 +197,11 @@ class InProcessCloud:
         original = LambdaSimpleBackend.invoke
 
         def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any,
-                   response_headers: Any) -> bytes:
+                   response_headers: Any) -> str | bytes | None:
             name = function_name.split(":function:")[-1].split(":")[0]
             handler = handlers.get(name)
             if handler is None:
-                return original(backend, function_name, qualifier, body, headers, response_headers)  # type: ignore[no-any-return]
+                return original(backend, function_name, qualifier, body, headers, response_headers)
             event = json.loads(body) if body else {}
             try:
                 result = handler(event, _FakeContext(name))
@@ -213,7 +213,7 @@ class InProcessCloud:
                 }).encode()
             return json.dumps(result).encode()
 
-        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
         try:
             yield
         finally:
@@ -221,9 +221,9 @@ class InProcessCloud:
 
     # -- running ---------------------------------------------------------------------------------
     def start(self, workflow_id: str, workflow_input: Any, name: str | None = None) -> str:
-        from coafi import aws
-
         import uuid
+
+        from coafi import aws
 
         kwargs: dict[str, Any] = {"stateMachineArn": self.state_machines[workflow_id],
                                   "input": json.dumps(workflow_input), "name": name or str(uuid.uuid4())}
