@@ -1,0 +1,56 @@
+"""The COAFI stack: composes the shared core, one function per action and one state machine per workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.config import CoafiConfig
+from infra.constructs import Actions, Core, WorkflowConstruct
+from infra.discovery import discover_actions, load_workflows
+
+
+class CoafiStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: CoafiConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        action_folders = discover_actions(config.actions_dir)
+        self.core = Core(self, "Core", config=config)
+        self.actions = Actions(self, "Actions", core=self.core, folders=action_folders)
+        self.workflows = self._build_workflows(set(action_folders))
+        self._build_outputs()
+
+    def _build_workflows(self, actions: set[str]) -> dict[str, WorkflowConstruct]:
+        """One construct scope per workflow, children before the workflows that start them."""
+        scope = Construct(self, "Workflows")
+        built: dict[str, WorkflowConstruct] = {}
+        machines: dict[str, sfn.StateMachine] = {}
+        for workflow in load_workflows(self.config.definitions_dir, actions):
+            construct = WorkflowConstruct(
+                scope, workflow.id, workflow=workflow, core=self.core, actions=self.actions, children=machines
+            )
+            built[workflow.id] = construct
+            machines[workflow.id] = construct.state_machine
+        return built
+
+    def _build_outputs(self) -> None:
+        core = self.core
+        CfnOutput(self, "StateTableName", value=core.table.table_name, description="COAFI state table")
+        CfnOutput(self, "EventBusName", value=core.event_bus.event_bus_name, description="The app's event bus")
+        CfnOutput(self, "TaskQueueUrl", value=core.task_queue.queue_url, description="Task queue")
+        CfnOutput(
+            self, "ScheduleGroupName", value=core.schedule_group.schedule_group_name,
+            description="EventBridge Scheduler group of the workflows' schedules",
+        )
+        CfnOutput(
+            self, "StateFunctionArn", value=core.state_function.function.function_arn,
+            description="Core state function",
+        )
+        arns = {wf_id: wf.state_machine.state_machine_arn for wf_id, wf in sorted(self.workflows.items())}
+        CfnOutput(
+            self, "WorkflowArns", value=self.to_json_string(arns) if arns else "{}",
+            description="JSON object: workflow id -> state machine ARN",
+        )
