@@ -1,0 +1,1 @@
+"""Tests of the CDK app (in-process synth)."""

@@ -1,0 +1,132 @@
+"""The shared resources: state table, bus, queues, schedule group, layer, functions, outputs."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk.assertions import Match
+
+from infra.discovery import discover_actions
+from tests.infra.conftest import REPO_ROOT, Synth
+
+
+def test_state_table_has_keys_pitr_encryption_and_ttl(sample: Synth) -> None:
+    sample.template.resource_count_is("AWS::DynamoDB::GlobalTable", 1)  # TableV2
+    sample.template.has_resource(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "Properties": {
+                "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"},
+                              {"AttributeName": "SK", "KeyType": "RANGE"}],
+                "AttributeDefinitions": Match.array_with([{"AttributeName": "PK", "AttributeType": "S"},
+                                                          {"AttributeName": "SK", "AttributeType": "S"}]),
+                "BillingMode": "PAY_PER_REQUEST",
+                "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS"},
+                "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+                "Replicas": [Match.object_like(
+                    {"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}
+                )],
+            },
+            "DeletionPolicy": "Delete",
+        },
+    )
+
+
+def test_retain_data_keeps_and_protects_the_table(focused: Synth) -> None:
+    focused.template.has_resource(
+        "AWS::DynamoDB::GlobalTable",
+        {"DeletionPolicy": "Retain",
+         "Properties": {"Replicas": [Match.object_like({"DeletionProtectionEnabled": True})]}},
+    )
+
+
+def test_queues_are_encrypted_ssl_only_and_the_task_queue_has_a_dlq(sample: Synth) -> None:
+    queues = sample.of_type("AWS::SQS::Queue")
+    assert len(queues) == 2
+    assert all(q["Properties"]["SqsManagedSseEnabled"] is True for q in queues.values())
+    dlq_id = next(k for k, q in queues.items() if "RedrivePolicy" not in q["Properties"])
+    task = next(q for k, q in queues.items() if k != dlq_id)
+    assert task["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    assert queues[dlq_id]["Properties"]["MessageRetentionPeriod"] == 14 * 86400
+    policies = sample.of_type("AWS::SQS::QueuePolicy").values()
+    for queue_id in queues:
+        statements = [s for p in policies if {"Ref": queue_id} in p["Properties"]["Queues"]
+                      for s in p["Properties"]["PolicyDocument"]["Statement"]]
+        assert {"Action": "sqs:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}, "Effect": "Deny",
+                "Principal": {"AWS": "*"}, "Resource": {"Fn::GetAtt": [queue_id, "Arn"]}} in statements
+
+
+def test_bus_and_schedule_group_are_named_after_the_stack(sample: Synth, focused: Synth) -> None:
+    sample.template.has_resource_properties("AWS::Events::EventBus", {"Name": "Coafi-bus"})
+    sample.template.has_resource_properties("AWS::Scheduler::ScheduleGroup", {"Name": "Coafi-schedules"})
+    focused.template.has_resource_properties("AWS::Events::EventBus", {"Name": "Focus-bus"})
+
+
+def test_one_function_per_action_folder_plus_the_state_function(sample: Synth) -> None:
+    actions = discover_actions(REPO_ROOT / "functions" / "actions")
+    assert actions, "the sample app has actions"
+    functions = sample.of_type("AWS::Lambda::Function")
+    assert len(functions) == len(actions) + 1
+    layer_id = next(iter(sample.of_type("AWS::Lambda::LayerVersion")))
+    for name in [*actions, None]:
+        description = f"COAFI action {name}" if name else \
+            "COAFI state function of Coafi: records executions and steps"
+        props = functions[sample.function_id(description)]["Properties"]
+        assert props["Handler"] == "handler.handler"
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["x86_64"]
+        assert props["MemorySize"] == 256
+        assert props["Timeout"] == 30
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Layers"] == [{"Ref": layer_id}]
+        env = props["Environment"]["Variables"]
+        assert env["COAFI_TABLE_NAME"] == {"Ref": next(iter(sample.of_type("AWS::DynamoDB::GlobalTable")))}
+        assert env["POWERTOOLS_SERVICE_NAME"] == (name or "coafi-state")
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Coafi"
+        assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+        assert ("COAFI_EVENT_BUS_NAME" in env) == (name is not None)
+        log_group = sample.resources[props["LoggingConfig"]["LogGroup"]["Ref"]]
+        assert log_group["Properties"]["RetentionInDays"] == 30
+
+
+def test_the_focused_project_deploys_only_folders_with_a_handler(focused: Synth) -> None:
+    descriptions = sorted(f["Properties"]["Description"] for f in focused.of_type("AWS::Lambda::Function").values())
+    assert descriptions == ["COAFI action echo", "COAFI action store", "COAFI action unused",
+                            "COAFI state function of Focus: records executions and steps"]
+
+
+def test_function_roles_reach_only_their_log_group_the_table_and_the_bus(sample: Synth) -> None:
+    table_id = next(iter(sample.of_type("AWS::DynamoDB::GlobalTable")))
+    bus_id = next(iter(sample.of_type("AWS::Events::EventBus")))
+    for function in sample.of_type("AWS::Lambda::Function").values():
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        role = sample.resources[role_id]["Properties"]
+        assert "ManagedPolicyArns" not in role, "no AWSLambdaBasicExecutionRole: logs go to the own group only"
+        resources = {json.dumps(s["Resource"], sort_keys=True) for s in sample.role_statements(role_id)}
+        log_group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        allowed = {json.dumps(r, sort_keys=True) for r in (
+            {"Fn::GetAtt": [log_group, "Arn"]}, {"Fn::GetAtt": [table_id, "Arn"]},
+            {"Fn::GetAtt": [bus_id, "Arn"]}, "*",  # "*": X-Ray only, see test_security
+        )}
+        assert resources <= allowed
+
+
+def test_layer_is_built_for_python_3_12_x86_64(sample: Synth) -> None:
+    sample.template.has_resource_properties(
+        "AWS::Lambda::LayerVersion",
+        {"CompatibleRuntimes": ["python3.12"], "CompatibleArchitectures": ["x86_64"]},
+    )
+
+
+def test_outputs(sample: Synth) -> None:
+    outputs = sample.template.to_json()["Outputs"]
+    assert {"StateTableName", "EventBusName", "TaskQueueUrl", "ScheduleGroupName", "StateFunctionArn",
+            "WorkflowArns"} <= set(outputs)
+    assert outputs["ScheduleGroupName"]["Value"] == "Coafi-schedules"
+    joined = outputs["WorkflowArns"]["Value"]["Fn::Join"][1]
+    text = "".join(part if isinstance(part, str) else "ARN" for part in joined)
+    workflow_ids = set(json.loads(text))
+    machines = sample.of_type("AWS::StepFunctions::StateMachine").values()
+    assert workflow_ids == {m["Properties"]["StateMachineName"].removeprefix("Coafi-") for m in machines}
+    refs = [part["Ref"] for part in joined if isinstance(part, dict)]
+    assert all(sample.resources[r]["Type"] == "AWS::StepFunctions::StateMachine" for r in refs)

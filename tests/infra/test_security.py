@@ -1,0 +1,120 @@
+"""Security bar of the synthesized template: IAM wildcards, cdk-nag AwsSolutions, cfn-lint."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Annotations, Match
+
+from tests.infra.conftest import Synth
+
+#: Actions AWS defines without resource-level permissions: a statement granting ONLY these may use
+#: Resource "*". Each is added by CDK itself, never by COAFI code.
+AWS_MANDATED_STAR_RESOURCE = {
+    # Lambda and Step Functions active tracing (X-Ray has no resource ARNs for these).
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    # Step Functions logging to CloudWatch Logs: log *delivery* APIs take no resource
+    # (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html#cloudwatch-iam-policy).
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+SYNTHS = ["sample", "focused"]
+
+
+@pytest.fixture(params=SYNTHS)
+def synth(request: pytest.FixtureRequest) -> Synth:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every policy statement anywhere in the template: identity, trust, queue, bus policies..."""
+    if isinstance(node, dict):
+        if isinstance(node.get("Statement"), list) and "Version" in node:
+            for index, statement in enumerate(node["Statement"]):
+                yield f"{where}.Statement[{index}]", statement
+        for key, value in node.items():
+            yield from _statements(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _statements(value, f"{where}[{index}]")
+
+
+def test_the_walk_finds_the_policies(sample: Synth) -> None:
+    found = list(_statements(sample.resources, "Resources"))
+    assert len(found) > 20
+    assert any(".AssumeRolePolicyDocument." in where for where, _ in found)
+    assert any("QueuePolicy" in sample.resources[where.split(".")[1]]["Type"] for where, _ in found)
+
+
+def test_no_wildcard_action_or_resource_in_any_allow_statement(synth: Synth) -> None:
+    problems: list[str] = []
+    for where, statement in _statements(synth.resources, "Resources"):
+        if statement.get("Effect") != "Allow":
+            continue  # Deny statements (SSL-only queue policies: sqs:* for Principal *) only narrow access
+        if "NotAction" in statement or "NotResource" in statement:
+            problems.append(f"{where}: NotAction/NotResource in an Allow statement")
+        actions = _as_list(statement.get("Action", []))
+        for action in actions:
+            if action == "*" or (isinstance(action, str) and action.endswith(":*")):
+                problems.append(f"{where}: wildcard action {action!r}")
+        principal = statement.get("Principal")
+        if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS", []))):
+            problems.append(f"{where}: Allow for Principal '*'")
+        if "*" in _as_list(statement.get("Resource", [])):
+            unexpected = sorted(set(actions) - AWS_MANDATED_STAR_RESOURCE)
+            if unexpected:
+                problems.append(f"{where}: Resource '*' for {unexpected}")
+    assert not problems, "\n".join(problems)
+
+
+def test_cdk_nag_aws_solutions_has_no_unsuppressed_findings(synth: Synth) -> None:
+    annotations = Annotations.from_stack(synth.stack)
+    errors = annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    warnings = annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert not errors, "\n".join(f"{e.id}: {e.entry.data}" for e in errors)
+    assert not warnings, "\n".join(f"{w.id}: {w.entry.data}" for w in warnings)
+
+
+def test_cdk_nag_suppressions_are_narrow(synth: Synth) -> None:
+    seen = 0
+    for logical_id, resource in synth.resources.items():
+        for suppression in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
+            seen += 1
+            assert len(suppression["reason"]) >= 40, f"{logical_id}: {suppression['id']} needs a real reason"
+            if suppression["id"] == "AwsSolutions-IAM5":
+                # an IAM5 suppression always names the exact findings it hides
+                assert suppression.get("applies_to"), f"{logical_id}: blanket IAM5 suppression"
+                for finding in suppression["applies_to"]:
+                    assert isinstance(finding, str), f"{logical_id}: IAM5 by regex: {finding}"
+            assert resource["Type"] in (
+                "AWS::IAM::Policy", "AWS::IAM::Role", "AWS::Lambda::Function", "AWS::StepFunctions::StateMachine"
+            ), f"{logical_id}: unexpected suppression on {resource['Type']}"
+    assert seen
+
+
+def test_cfn_lint_finds_no_errors(synth: Synth) -> None:
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), "--ignore-checks", "W3005", "--", str(synth.template_file)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
