@@ -34,7 +34,8 @@ def mermaid(definition: WorkflowDefinition) -> str:
         detail = f"<br/><small>{_label(step.action)}</small>" if step.action else ""
         if step.type == "wait":
             wait = step.wait
-            waited = f"{wait.seconds}s" if wait.seconds is not None else f"until {wait.until}"
+            waited = f"{wait.seconds}s" if isinstance(wait.seconds, int) else (
+                f"{wait.seconds} seconds" if wait.seconds else f"until {wait.until}")
             detail = f"<br/><small>wait {_label(waited)}</small>"
         lines.append(f"    {ids[step.id]}{left}{_label(step.name)}{detail}{right}")
     for step in definition.steps:
