@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from coafi.definitions.branches import analyse_decisions
 from coafi.definitions.errors import DefinitionError, Problem
 from coafi.definitions.graph import find_cycles
-from coafi.definitions.models import KNOWN_STEP_TYPES, WorkflowDefinition, WorkflowStep
+from coafi.definitions.models import ACTION_NAME_PATTERN, KNOWN_STEP_TYPES, WorkflowDefinition, WorkflowStep
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -110,12 +111,14 @@ def _cross_file_problems(loaded: list[tuple[Path, WorkflowDefinition]]) -> list[
             )
         owner.setdefault(definition.id, path)
     children: dict[str, list[str]] = {}
+    starter: dict[tuple[str, str], tuple[Path, int, str]] = {}
     for path, definition in loaded:
-        children[definition.id] = []
+        children.setdefault(definition.id, [])
         for i, step in enumerate(definition.steps):
             if step.type != "subworkflow":
                 continue
             children[definition.id].append(step.action)
+            starter.setdefault((definition.id, step.action), (path, i, step.id))
             if step.action not in owner:
                 known = ", ".join(sorted(owner)) or "none"
                 problems.append(
@@ -125,10 +128,11 @@ def _cross_file_problems(loaded: list[tuple[Path, WorkflowDefinition]]) -> list[
                     )
                 )
     for cycle in find_cycles(children):
+        path, index, step_id = starter[(cycle[0], cycle[1])]
         problems.append(
             Problem(
-                str(owner[cycle[0]]), "steps",
-                "sub-workflows start each other in a cycle: " + " -> ".join(cycle),
+                str(path), f"steps[{index}].action",
+                "sub-workflows start each other in a cycle: " + " -> ".join(cycle), step_id,
             )
         )
     return problems
@@ -162,7 +166,33 @@ def _step_id_at(data: dict[str, Any], index: int) -> str | None:
     return None
 
 
-_MODEL_FIELDS: dict[str, set[str]] = {}
+@functools.cache
+def _field_names() -> frozenset[str]:
+    """Every field name of the format: a location ending in one names that field, present or not."""
+    names: set[str] = set()
+    for model in _models_by_parent().values():
+        for name, info in model.model_fields.items():
+            names.add(info.alias or name)
+    return frozenset(names)
+
+
+def _models_by_parent() -> dict[str, type[Any]]:
+    """The model whose fields sit under a location part (a field name or a union tag)."""
+    from coafi.definitions import models
+
+    return {
+        "": models.WorkflowDefinition,
+        "steps": models.WorkflowStep,
+        "retryPolicy": models.RetryPolicy,
+        "event": models.EventTrigger,
+        "schedule": models.ScheduleTrigger,
+        "manual": models.ManualTrigger,
+        "choices": models.DecisionChoice,
+        "fact-condition": models.FactCondition,
+        "all-condition": models.AllCondition,
+        "any-condition": models.AnyCondition,
+        "not-condition": models.NotCondition,
+    }
 
 
 def _pydantic_problems(exc: ValidationError, data: dict[str, Any], file: str) -> list[Problem]:
@@ -180,11 +210,13 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any], file: str) ->
                 node = node[part] if isinstance(node, list) and part < len(node) else None
                 if i == 1 and loc[0] == "steps":
                     step = _step_id_at(data, part)
-            elif (isinstance(node, dict) and part in node) or (i == len(loc) - 1 and err["type"] in (
-                "missing", "extra_forbidden"
+            elif (isinstance(node, dict) and part in node) or (i == len(loc) - 1 and (
+                err["type"] in ("missing", "extra_forbidden") or part in _field_names()
             )):
                 parts.append(("." if parts else "") + part)
                 node = node.get(part) if isinstance(node, dict) else None
+        if err["type"] == "union_tag_invalid":
+            parts.append(("." if parts else "") + str(err["ctx"]["discriminator"]).strip("'"))
         path = "".join(parts)
         message = _message(err, node)
         problems.append(Problem(file, path, message, step))
@@ -210,6 +242,9 @@ def _message(err: Any, node: Any) -> str:
         if field_name == "path":
             rule = "a JSONPath such as $.order.total"
         return f"{field_name} {err.get('input')!r} is not valid: use {rule}"
+    if kind == "union_tag_invalid":
+        expected = str(err["ctx"]["expected_tags"]).replace("'", "")
+        return f"unknown trigger type {err['ctx']['tag']!r}; use one of: {expected}"
     if kind == "literal_error" and loc and loc[-1] == "type" and "steps" in loc:
         value = err.get("input")
         message = f"unknown step type {value!r}; use one of: {', '.join(KNOWN_STEP_TYPES)}"
@@ -227,15 +262,10 @@ def _known_fields(loc: Sequence[Any]) -> list[str]:
 
     names = [p for p in loc if isinstance(p, str)]
     parent = names[-2] if len(names) >= 2 else ""
-    model: type[Any] = {
-        "steps": models.WorkflowStep,
-        "retryPolicy": models.RetryPolicy,
-        "triggers": models.EventTrigger,
-    }.get(parent, models.WorkflowDefinition)
-    fields = list(model.model_fields)
-    if parent == "triggers":
-        fields += list(models.ScheduleTrigger.model_fields)
-    return fields
+    if parent == "parameters":  # of a wait or a decision step (a task's parameters are free-form)
+        return [*models.WaitParameters.model_fields, *models.DecisionParameters.model_fields]
+    model = _models_by_parent().get(parent, models.WorkflowDefinition)
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _structure_problems(data: dict[str, Any], file: str, actions: set[str] | None) -> list[Problem]:
@@ -275,22 +305,34 @@ def _structure_problems(data: dict[str, Any], file: str, actions: set[str] | Non
     for cycle in cycles:
         problems.append(Problem(file, f"steps[{first_index[cycle[0]]}].dependencies",
                                 "dependency cycle: " + " -> ".join(cycle), cycle[0]))
-    models = _readable_steps(steps)
+    graph_is_sound = not cycles and not problems
     if actions is not None:
-        for i, step in models:
-            if step.type == "task" and not step.is_external and step.action not in actions:
-                hint = difflib.get_close_matches(step.action, sorted(actions), n=1)
-                problems.append(Problem(
-                    file, f"steps[{i}].action",
-                    f"unknown action '{step.action}': no functions/actions/{step.action}/handler.py"
-                    + (f"; did you mean '{hint[0]}'?" if hint else ""), step.id))
-    if not cycles and not problems:
-        readable = [s for _, s in models]
+        problems.extend(_action_problems(steps, file, actions))
+    if graph_is_sound:
+        readable = [s for _, s in _readable_steps(steps)]
         if len(readable) == len(deps):
             _, issues = analyse_decisions(readable, known_deps)
             for issue in issues:
                 problems.append(Problem(file, f"steps[{first_index[issue.step]}].{issue.path}",
                                         issue.message, issue.step))
+    return problems
+
+
+def _action_problems(steps: list[Any], file: str, actions: set[str]) -> list[Problem]:
+    """Task steps naming an action that has no handler (checked even on steps with other problems)."""
+    problems: list[Problem] = []
+    for i, raw in enumerate(steps):
+        if not isinstance(raw, dict) or raw.get("type", "task") != "task":
+            continue
+        action = raw.get("action")
+        if not isinstance(action, str) or not ACTION_NAME_PATTERN.match(action) or action in actions:
+            continue
+        hint = difflib.get_close_matches(action, sorted(actions), n=1)
+        sid = raw.get("id") if isinstance(raw.get("id"), str) else None
+        problems.append(Problem(
+            file, f"steps[{i}].action",
+            f"unknown action '{action}': no functions/actions/{action}/handler.py"
+            + (f"; did you mean '{hint[0]}'?" if hint else ""), sid))
     return problems
 
 

@@ -7,9 +7,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 WORKFLOW_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -40,6 +51,29 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _error_at(field: str, message: str, value: Any) -> ValidationError:
+    """An error located at ``field`` of the model being validated (a model validator's own errors are
+    otherwise located at the whole model, and the user is not told which field to change)."""
+    details = InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(field,), input=value)
+    return ValidationError.from_exception_data("WorkflowStep", [details])
+
+
+def _validate_at(field: str, model: type[_M], value: Any) -> _M:
+    """``model.model_validate(value)``, with the errors located under ``field``."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        details = [
+            InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=(field, *e["loc"]),
+                             input=e["input"])
+            for e in exc.errors()
+        ]
+        raise ValidationError.from_exception_data(exc.title, details) from None
+
+
 class RetryPolicy(_Model):
     """How a step is retried. ``maxAttempts`` counts every attempt, the first included."""
 
@@ -52,19 +86,26 @@ class RetryPolicy(_Model):
         None, description="Error names to retry; default: the transient errors."
     )
 
-    @model_validator(mode="after")
-    def _check(self) -> RetryPolicy:
-        if self.maxDelaySeconds is not None and self.maxDelaySeconds < self.intervalSeconds:
+    @field_validator("maxDelaySeconds")
+    @classmethod
+    def _not_below_interval(cls, value: int | None, info: ValidationInfo) -> int | None:
+        interval = info.data.get("intervalSeconds")
+        if value is not None and interval is not None and value < interval:
             raise ValueError(
-                f"maxDelaySeconds ({self.maxDelaySeconds}) is smaller than intervalSeconds "
-                f"({self.intervalSeconds}); raise maxDelaySeconds or lower intervalSeconds"
+                f"maxDelaySeconds ({value}) is smaller than intervalSeconds "
+                f"({interval}); raise maxDelaySeconds or lower intervalSeconds"
             )
-        if self.retryOn is not None:
-            if not self.retryOn:
+        return value
+
+    @field_validator("retryOn")
+    @classmethod
+    def _retry_on(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
                 raise ValueError("retryOn is empty; omit it to retry the transient errors")
-            if "States.ALL" in self.retryOn and len(self.retryOn) > 1:
+            if "States.ALL" in value and len(value) > 1:
                 raise ValueError("retryOn: States.ALL matches every error and must stand alone")
-        return self
+        return value
 
     @property
     def error_names(self) -> list[str]:
@@ -84,12 +125,14 @@ class FactCondition(_Model):
     operator: ConditionOperator
     value: str | bool | int | float | None
 
-    @model_validator(mode="after")
-    def _numeric(self) -> FactCondition:
-        numeric = self.operator not in ("equal", "notEqual")
-        if numeric and (isinstance(self.value, bool) or not isinstance(self.value, int | float)):
-            raise ValueError(f"operator {self.operator} compares numbers; value must be a number")
-        return self
+    @field_validator("value")
+    @classmethod
+    def _numeric(cls, value: str | bool | int | float | None, info: ValidationInfo) -> Any:
+        operator = info.data.get("operator")
+        numeric = operator is not None and operator not in ("equal", "notEqual")
+        if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"operator {operator} compares numbers; value must be a number")
+        return value
 
 
 class AllCondition(_Model):
@@ -104,7 +147,33 @@ class NotCondition(_Model):
     not_: Condition = Field(alias="not")
 
 
-Condition = FactCondition | AllCondition | AnyCondition | NotCondition
+def _condition_kind(value: Any) -> str | None:
+    """Which condition a value is, so a wrong condition is reported against that kind only (not against
+    each member of the union). The tags are not field names: they never show in a problem's path."""
+    if isinstance(value, dict):
+        for key in ("all", "any", "not"):
+            if key in value:
+                return f"{key}-condition"
+        return "fact-condition"
+    kinds: dict[type[Any], str] = {
+        FactCondition: "fact", AllCondition: "all", AnyCondition: "any", NotCondition: "not"
+    }
+    kind = kinds.get(type(value))
+    return f"{kind}-condition" if kind else None
+
+
+Condition = Annotated[
+    Annotated[FactCondition, Tag("fact-condition")]
+    | Annotated[AllCondition, Tag("all-condition")]
+    | Annotated[AnyCondition, Tag("any-condition")]
+    | Annotated[NotCondition, Tag("not-condition")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition",
+        custom_error_message="a condition is {fact, path, operator, value}, {all: [...]}, {any: [...]} "
+        "or {not: ...}",
+    ),
+]
 
 
 def _as_list(value: Any) -> Any:
@@ -129,23 +198,33 @@ class WaitParameters(_Model):
     seconds: int | str | None = Field(None, description="Seconds to wait, or a JSONPath ($.input.x) to read them.")
     until: str | None = Field(None, description="ISO-8601 timestamp with zone, or a JSONPath to read one.")
 
+    @field_validator("seconds")
+    @classmethod
+    def _seconds(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 0 <= value <= 31_536_000:
+            raise ValueError(f"seconds must be between 0 and 31536000 (one year), got {value}")
+        if isinstance(value, str) and not value.startswith("$."):
+            raise ValueError(f"seconds must be a whole number or a JSONPath starting with '$.', got {value!r}")
+        return value
+
+    @field_validator("until")
+    @classmethod
+    def _until(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("$."):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(
+                    f"until {value!r} is not an ISO-8601 timestamp (e.g. 2026-12-01T09:00:00Z)"
+                ) from None
+            if parsed.tzinfo is None:
+                raise ValueError(f"until {value!r} needs a time zone, e.g. 2026-12-01T09:00:00Z")
+        return value
+
     @model_validator(mode="after")
     def _one(self) -> WaitParameters:
         if (self.seconds is None) == (self.until is None):
             raise ValueError("a wait step needs exactly one of parameters.seconds or parameters.until")
-        if isinstance(self.seconds, int) and not 0 <= self.seconds <= 31_536_000:
-            raise ValueError("parameters.seconds must be between 0 and 31536000 (one year)")
-        if isinstance(self.seconds, str) and not self.seconds.startswith("$."):
-            raise ValueError("parameters.seconds must be a whole number or a JSONPath starting with '$.'")
-        if self.until is not None and not self.until.startswith("$."):
-            try:
-                parsed = datetime.fromisoformat(self.until.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(
-                    f"parameters.until {self.until!r} is not an ISO-8601 timestamp (e.g. 2026-12-01T09:00:00Z)"
-                ) from None
-            if parsed.tzinfo is None:
-                raise ValueError("parameters.until needs a time zone, e.g. 2026-12-01T09:00:00Z")
         return self
 
 
@@ -166,23 +245,27 @@ class WorkflowStep(_Model):
         if not self.name:
             self.name = self.id
         if self.type in ("task", "subworkflow") and not self.action:
-            raise ValueError(f"a {self.type} step needs an action")
+            raise _error_at("action", f"a {self.type} step needs an action", self.action)
         if self.type == "task" and not (
             LAMBDA_ARN_PATTERN.match(self.action) or ACTION_NAME_PATTERN.match(self.action)
         ):
-            raise ValueError(
-                f"action {self.action!r} is neither an action name (functions/actions/<name>) nor a Lambda ARN"
+            raise _error_at(
+                "action",
+                f"action {self.action!r} is neither an action name (functions/actions/<name>) nor a Lambda ARN",
+                self.action,
             )
         if self.type == "subworkflow" and not re.match(WORKFLOW_ID_PATTERN, self.action):
-            raise ValueError(f"a subworkflow step's action must be a workflow id, got {self.action!r}")
+            raise _error_at(
+                "action", f"a subworkflow step's action must be a workflow id, got {self.action!r}", self.action
+            )
         if self.type in ("wait", "decision") and self.action:
-            raise ValueError(f"a {self.type} step takes no action")
+            raise _error_at("action", f"a {self.type} step takes no action", self.action)
         if self.type == "wait":
-            WaitParameters.model_validate(self.parameters)
+            _validate_at("parameters", WaitParameters, self.parameters)
         if self.type == "decision":
-            DecisionParameters.model_validate(self.parameters)
+            _validate_at("parameters", DecisionParameters, self.parameters)
         if self.type in ("wait", "decision") and self.retryPolicy is not None:
-            raise ValueError(f"a {self.type} step cannot have a retryPolicy")
+            raise _error_at("retryPolicy", f"a {self.type} step cannot have a retryPolicy", None)
         return self
 
     @property
@@ -216,41 +299,55 @@ class EventTrigger(_Model):
 _RATE = re.compile(r"^(?:rate\()?\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)?$")
 
 
+def _cron_fields(cron: str) -> list[str]:
+    text = cron.strip()
+    if text.startswith("cron(") and text.endswith(")"):
+        text = text[5:-1]
+    return text.split()
+
+
 class ScheduleTrigger(_Model):
     type: Literal["schedule"]
     cron: str | None = None
     rate: str | None = None
     timezone: str = "UTC"
 
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            fields = _cron_fields(value)
+            if len(fields) != 6:
+                raise ValueError(
+                    f"cron {value!r} has {len(fields)} fields; EventBridge cron has 6: "
+                    "minutes hours day-of-month month day-of-week year, e.g. '0 9 * * ? *'"
+                )
+            if "?" not in (fields[2], fields[4]):
+                raise ValueError(f"cron {value!r}: one of day-of-month or day-of-week must be '?'")
+        return value
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            m = _RATE.match(value.strip())
+            if not m:
+                raise ValueError(f"rate {value!r} is not like '5 minutes', '1 hour' or '2 days'")
+            if int(m.group(1)) < 1:
+                raise ValueError("rate must be at least 1")
+            if (int(m.group(1)) == 1) != (not m.group(2).endswith("s")):
+                raise ValueError(f"rate {value!r}: use the singular unit for 1 and the plural otherwise")
+        return value
+
     @model_validator(mode="after")
     def _one(self) -> ScheduleTrigger:
         if (self.cron is None) == (self.rate is None):
             raise ValueError("a schedule trigger needs exactly one of cron or rate")
-        if self.cron is not None:
-            fields = self.cron_fields
-            if len(fields) != 6:
-                raise ValueError(
-                    f"cron {self.cron!r} has {len(fields)} fields; EventBridge cron has 6: "
-                    "minutes hours day-of-month month day-of-week year, e.g. '0 9 * * ? *'"
-                )
-            if "?" not in (fields[2], fields[4]):
-                raise ValueError(f"cron {self.cron!r}: one of day-of-month or day-of-week must be '?'")
-        if self.rate is not None:
-            m = _RATE.match(self.rate.strip())
-            if not m:
-                raise ValueError(f"rate {self.rate!r} is not like '5 minutes', '1 hour' or '2 days'")
-            if int(m.group(1)) < 1:
-                raise ValueError("rate must be at least 1")
-            if (int(m.group(1)) == 1) != (not m.group(2).endswith("s")):
-                raise ValueError(f"rate {self.rate!r}: use the singular unit for 1 and the plural otherwise")
         return self
 
     @property
     def cron_fields(self) -> list[str]:
-        text = (self.cron or "").strip()
-        if text.startswith("cron(") and text.endswith(")"):
-            text = text[5:-1]
-        return text.split()
+        return _cron_fields(self.cron or "")
 
     @property
     def expression(self) -> str:
