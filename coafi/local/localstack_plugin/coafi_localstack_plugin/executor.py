@@ -1,0 +1,387 @@
+"""LocalStack Lambda runtime executor that runs Python handlers as host subprocesses (no Docker).
+
+One execution environment = one ``bootstrap.py`` process in the interpreter of the function's runtime, started in
+its own process group. LocalStack keeps it warm between invocations (``LAMBDA_KEEPALIVE_MS``). This executor:
+
+* prepares the unzipped code and layers (``prepare_version``) and fails the function clearly for unsupported
+  runtimes or image packages;
+* builds the environment of the process (LocalStack's Lambda variables, the function's variables, credentials,
+  ``AWS_ENDPOINT_URL`` of the gateway, ``LAMBDA_TASK_ROOT`` = the unzipped code dir, a private ``TMPDIR``);
+* enforces the function timeout: on expiry the process group is killed and the invocation fails with
+  ``Sandbox.Timedout`` (``RequestId: ... Error: Task timed out after N.00 seconds``) like AWS; the next
+  invocation starts a fresh process (a new cold start, as AWS resets the sandbox);
+* reports a crash of the process during an invocation as ``Runtime.ExitError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+
+from localstack import config
+from localstack.aws.api.lambda_ import PackageType
+from localstack.http import Response
+from localstack.services.lambda_.invocation.executor_endpoint import (
+    ExecutorEndpoint,
+    ShutdownDuringStartup,
+    StatusErrorException,
+)
+from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
+from localstack.services.lambda_.invocation.runtime_executor import LambdaRuntimeException, RuntimeExecutor
+from werkzeug import Request
+
+from coafi_localstack_plugin.runtimes import UnsupportedRuntimeError, resolve_interpreter, supported_runtimes
+
+LOG = logging.getLogger(__name__)
+
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
+RUNTIME_SITE_ENV = "COAFI_LAMBDA_RUNTIME_SITE"
+WORK_ROOT = Path(tempfile.gettempdir()) / "coafi-lambda"
+KILL_GRACE_S = 1.0
+
+
+class ProcessExecutorEndpoint(ExecutorEndpoint):
+    """LocalStack's executor endpoint; the bootstrap reports its invoke port in the ready call."""
+
+    def status_ready(self, request: Request, executor_id: str) -> Response:
+        try:
+            body = json.loads(request.data or b"{}")
+            if isinstance(body, dict) and body.get("port"):
+                self.container_port = int(body["port"])
+        except ValueError:
+            LOG.warning("Executor %s: ready call without a valid port: %r", executor_id, request.data)
+        return super().status_ready(request, executor_id)
+
+    def invocation_response(self, request: Request, req_id: str) -> Response:
+        return self._resolve(request, req_id, is_error=False)
+
+    def invocation_error(self, request: Request, req_id: str) -> Response:
+        return self._resolve(request, req_id, is_error=True)
+
+    def _resolve(self, request: Request, req_id: str, *, is_error: bool) -> Response:
+        future = self.invocation_future
+        if future is None or future.done():  # the executor already failed this invocation (e.g. timeout)
+            return Response(status=HTTPStatus.GONE)
+        result = InvocationResult(req_id, request.data, is_error=is_error, logs=self.logs)
+        try:
+            future.set_result(result)
+        except Exception:  # InvalidStateError: lost a race with the timeout / crash path
+            return Response(status=HTTPStatus.GONE)
+        return Response(status=HTTPStatus.ACCEPTED)
+
+
+def _iso_now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _kill_group(process: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -> None:
+    """Stop the environment's process group (the bootstrap and anything the handler started), by PID."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace_s)
+    # children of the handler may survive the bootstrap: the group id is the bootstrap's PID
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        LOG.warning("Lambda runtime process %s did not exit after SIGKILL", process.pid)
+
+
+class CoafiProcessRuntimeExecutor(RuntimeExecutor):
+    executor_endpoint: ProcessExecutorEndpoint
+
+    def __init__(self, id: str, function_version: FunctionVersion) -> None:
+        super().__init__(id=id, function_version=function_version)
+        self.executor_endpoint = ProcessExecutorEndpoint(self.id, container_address="127.0.0.1")
+        self._process: subprocess.Popen[bytes] | None = None
+        self._env_vars: dict[str, str] = {}
+        self._invoke_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._pending_request: str | None = None
+        self._stopped = False
+        self._work_dir = WORK_ROOT / self.id
+        self._tmp_dir = self._work_dir / "tmp"
+        self._process_log = self._work_dir / "process.log"
+        self._invocation_log = self._work_dir / "invocation.log"
+
+    # ---- addresses ---------------------------------------------------------------------------------
+    def get_address(self) -> str:
+        return "127.0.0.1"
+
+    def get_endpoint_from_executor(self) -> str:
+        if config.HOSTNAME_FROM_LAMBDA:
+            return str(config.HOSTNAME_FROM_LAMBDA)
+        host = str(config.GATEWAY_LISTEN[0].host)
+        return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+    def get_runtime_endpoint(self) -> str:
+        port = config.GATEWAY_LISTEN[0].port
+        return f"http://{self.get_endpoint_from_executor()}:{port}{self.executor_endpoint.get_endpoint_prefix()}"
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def start(self, env_vars: dict[str, str]) -> None:
+        self._env_vars = {k: str(v) for k, v in env_vars.items()}
+        self.executor_endpoint.start()
+        self._spawn_and_wait()
+
+    def stop(self) -> None:
+        with self._state_lock:
+            self._stopped = True
+            process = self._process
+        if process is not None:
+            _kill_group(process)
+        try:
+            self.executor_endpoint.shutdown()
+        except Exception as exc:
+            LOG.debug("Error while shutting down executor endpoint %s: %s", self.id, exc)
+        shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def get_logs(self) -> str:
+        try:
+            return self._process_log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    # ---- process management ------------------------------------------------------------------------
+    def _code_dir(self) -> Path:
+        code = self.function_version.config.code
+        if code is None:
+            raise LambdaRuntimeException(f"Function {self.function_version.qualified_arn} has no code package")
+        return Path(code.get_unzipped_code_location())
+
+    def _extra_sys_path(self, runtime: str) -> list[str]:
+        """Layers (a later layer wins, as when AWS extracts them in order into /opt), then the runtime site."""
+        paths: list[str] = []
+        minor = runtime.removeprefix("python")
+        for layer in reversed(self.function_version.config.layers or []):
+            if layer.code is None:
+                continue
+            root = Path(layer.code.get_unzipped_code_location())
+            for candidate in (root / "python" / "lib" / f"python{minor}" / "site-packages", root / "python"):
+                if candidate.is_dir():
+                    paths.append(str(candidate))
+        site_root = os.environ.get(RUNTIME_SITE_ENV, "")
+        if site_root and (Path(site_root) / runtime).is_dir():
+            paths.append(str(Path(site_root) / runtime))
+        return paths
+
+    def _build_env(self, runtime: str, code_dir: Path) -> dict[str, str]:
+        env: dict[str, str] = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self._tmp_dir),
+            "TMPDIR": str(self._tmp_dir),
+            # keep the host's ~/.aws out of the function (credentials come from the environment below)
+            "AWS_CONFIG_FILE": str(self._tmp_dir / ".aws-config-unused"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self._tmp_dir / ".aws-credentials-unused"),
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
+        }
+        env.update(self._env_vars)
+        env.setdefault("AWS_ACCESS_KEY_ID", "test")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+        if not config.LAMBDA_DISABLE_AWS_ENDPOINT_URL:
+            env.setdefault(
+                "AWS_ENDPOINT_URL", f"http://{self.get_endpoint_from_executor()}:{config.GATEWAY_LISTEN[0].port}"
+            )
+        env["LAMBDA_TASK_ROOT"] = str(code_dir)
+        env["LAMBDA_RUNTIME_DIR"] = str(BOOTSTRAP.parent)
+        env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{config.GATEWAY_LISTEN[0].port}"
+        env["_COAFI_CODE_DIR"] = str(code_dir)
+        env["_COAFI_SYS_PATH"] = os.pathsep.join(self._extra_sys_path(runtime))
+        env["_COAFI_INVOCATION_LOG"] = str(self._invocation_log)
+        env["_COAFI_PARENT_PID"] = str(os.getpid())
+        return env
+
+    def _spawn_and_wait(self) -> None:
+        runtime = str(self.function_version.config.runtime or "")
+        try:
+            interpreter = resolve_interpreter(runtime or None)
+        except UnsupportedRuntimeError as exc:
+            raise LambdaRuntimeException(str(exc)) from exc
+        code_dir = self._code_dir()
+        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        env = self._build_env(runtime, code_dir)
+        with self._state_lock:
+            if self._stopped:
+                raise ShutdownDuringStartup("Executor environment stopped before the runtime process started")
+            with open(self._process_log, "ab") as log:
+                process = subprocess.Popen(
+                    [str(interpreter), "-u", "-s", "-P", str(BOOTSTRAP)],
+                    cwd=code_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                    start_new_session=True,
+                )
+            self._process = process
+        LOG.debug(
+            "Started Lambda runtime process %s for %s (%s, %s)",
+            process.pid, self.function_version.qualified_arn, runtime, interpreter,
+        )
+        threading.Thread(
+            target=self._watch_process, args=(process,), name=f"coafi-lambda-watch-{self.id[:8]}", daemon=True
+        ).start()
+
+        startup = self.executor_endpoint.startup_future
+        assert startup is not None
+        while True:
+            try:
+                startup.result(timeout=0.05)
+                return
+            except FutureTimeoutError:
+                pass
+            except CancelledError as exc:
+                _kill_group(process)
+                raise ShutdownDuringStartup("Executor environment shut down during startup") from exc
+            if process.poll() is not None and not startup.done():
+                raise LambdaRuntimeException(
+                    f"Lambda runtime process for {self.function_version.qualified_arn} exited with code "
+                    f"{process.returncode} before it was ready. Process log:\n{self._tail(self._process_log)}"
+                )
+
+    def _watch_process(self, process: subprocess.Popen[bytes]) -> None:
+        """Fail the pending invocation when the runtime process dies during it (crash, os._exit, OOM...)."""
+        returncode = process.wait()
+        time.sleep(0.2)  # let a response/error posted right before exiting arrive first
+        future = self.executor_endpoint.invocation_future
+        request_id = self._pending_request
+        if request_id is None or future is None or future.done():
+            return
+        status = f"signal: {signal.Signals(-returncode).name}" if returncode < 0 else f"exit status {returncode}"
+        error = {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {status}",
+        }
+        logs = self._read_invocation_log() + f"{error['errorMessage']}\nEND RequestId: {request_id}\n"
+        with contextlib.suppress(Exception):  # InvalidStateError: the response won the race
+            future.set_result(InvocationResult(request_id, json.dumps(error).encode(), is_error=True, logs=logs))
+
+    # ---- invocations -------------------------------------------------------------------------------
+    def invoke(self, payload: dict[str, str]) -> InvocationResult:
+        with self._invoke_lock:
+            request_id = str(payload.get("invoke-id", ""))
+            process = self._process
+            if process is None or process.poll() is not None:
+                # the previous sandbox was torn down (timeout, crash): initialise a fresh one, as AWS does
+                self.executor_endpoint.startup_future = Future()
+                try:
+                    self._spawn_and_wait()
+                except StatusErrorException as exc:
+                    return InvocationResult(request_id, exc.payload, is_error=True, logs=self._read_invocation_log())
+            return self._invoke_running(request_id, payload)
+
+    def _invoke_running(self, request_id: str, payload: dict[str, str]) -> InvocationResult:
+        endpoint = self.executor_endpoint
+        future: Future[InvocationResult] = Future()
+        endpoint.invocation_future = future
+        endpoint.logs = None
+        self._pending_request = request_id
+        timeout_s = float(self.function_version.config.timeout or 3)
+        started = time.monotonic()
+        try:
+            self._send(payload)
+            try:
+                return future.result(timeout=max(0.0, timeout_s - (time.monotonic() - started)))
+            except FutureTimeoutError:
+                return self._time_out(request_id, timeout_s, future)
+        finally:
+            self._pending_request = None
+
+    def _send(self, payload: dict[str, str]) -> None:
+        url = f"http://127.0.0.1:{self.executor_endpoint.container_port}/invoke"
+        request = urllib.request.Request(
+            url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=10) as response:
+            response.read()
+
+    def _time_out(self, request_id: str, timeout_s: float, future: Future[InvocationResult]) -> InvocationResult:
+        process = self._process
+        if process is not None:
+            _kill_group(process, grace_s=0.0)
+        if future.done() and not future.cancelled():  # the result raced the timer: keep it
+            return future.result()
+        message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
+        error = {"errorType": "Sandbox.Timedout", "errorMessage": message}
+        logs = (
+            self._read_invocation_log()
+            + f"{_iso_now()} {request_id} Task timed out after {timeout_s:.2f} seconds\n"
+            + f"END RequestId: {request_id}\n"
+            + f"REPORT RequestId: {request_id}\tDuration: {timeout_s * 1000:.2f} ms\t"
+            + f"Billed Duration: {int(timeout_s * 1000)} ms\t"
+            + f"Memory Size: {self.function_version.config.memory_size} MB\tStatus: timeout\n"
+        )
+        LOG.info("Lambda %s timed out after %.2f s (request %s)", self.function_version.qualified_arn,
+                 timeout_s, request_id)
+        result = InvocationResult(request_id, json.dumps(error).encode(), is_error=True, logs=logs)
+        with contextlib.suppress(Exception):
+            future.set_result(result)
+        return result
+
+    def _read_invocation_log(self) -> str:
+        try:
+            text = self._invocation_log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return text if not text or text.endswith("\n") else text + "\n"
+
+    @staticmethod
+    def _tail(path: Path, lines: int = 40) -> str:
+        try:
+            return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no process log)"
+
+    # ---- versions ----------------------------------------------------------------------------------
+    @classmethod
+    def prepare_version(cls, function_version: FunctionVersion) -> None:
+        cfg = function_version.config
+        if cfg.package_type != PackageType.Zip:
+            raise LambdaRuntimeException(
+                "Container-image Lambda functions are not supported by the COAFI local executor "
+                f"(supported: zip packages with {', '.join(supported_runtimes())})"
+            )
+        try:
+            resolve_interpreter(cfg.runtime)
+        except UnsupportedRuntimeError as exc:
+            raise LambdaRuntimeException(str(exc)) from exc
+        if cfg.code is not None:
+            cfg.code.prepare_for_execution()
+        for layer in cfg.layers or []:
+            if layer.code is not None:
+                layer.code.prepare_for_execution()
+
+    @classmethod
+    def cleanup_version(cls, function_version: FunctionVersion) -> None:
+        pass
+
+    @classmethod
+    def validate_environment(cls) -> bool:
+        for runtime in supported_runtimes():
+            try:
+                LOG.debug("COAFI local Lambda executor: %s -> %s", runtime, resolve_interpreter(runtime))
+            except UnsupportedRuntimeError as exc:
+                LOG.warning("COAFI local Lambda executor: %s", exc)
+        return True
+
