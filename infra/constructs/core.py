@@ -97,7 +97,7 @@ class Core(Construct):
                 str(build.path),
                 asset_hash_type=AssetHashType.CUSTOM,
                 asset_hash=build.asset_hash,
-                exclude=[HASH_FILE],
+                exclude=[HASH_FILE, "__pycache__", "*.pyc"],
             ),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
