@@ -194,6 +194,9 @@ class DecisionParameters(_Model):
     _coerce = field_validator("default", mode="before")(_as_list)
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?P<zone>Z|[+-]\d{2}:\d{2})?$")
+
+
 class WaitParameters(_Model):
     seconds: int | str | None = Field(None, description="Seconds to wait, or a JSONPath ($.input.x) to read them.")
     until: str | None = Field(None, description="ISO-8601 timestamp with zone, or a JSONPath to read one.")
@@ -210,15 +213,21 @@ class WaitParameters(_Model):
     @field_validator("until")
     @classmethod
     def _until(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("$."):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(
-                    f"until {value!r} is not an ISO-8601 timestamp (e.g. 2026-12-01T09:00:00Z)"
-                ) from None
-            if parsed.tzinfo is None:
-                raise ValueError(f"until {value!r} needs a time zone, e.g. 2026-12-01T09:00:00Z")
+        if value is None or value.startswith("$."):
+            return value
+        # Step Functions takes RFC 3339 only (Python's fromisoformat also takes '2026-12-01 09:00',
+        # '20261201T0900Z', '+0200'...: such a definition would fail at deploy time).
+        match = _RFC3339.match(value)
+        if match is None:
+            raise ValueError(
+                f"until {value!r} is not an ISO-8601 timestamp like 2026-12-01T09:00:00Z or 2026-12-01T09:00:00+02:00"
+            )
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"until {value!r} is not a valid date and time") from None
+        if match.group("zone") is None:
+            raise ValueError(f"until {value!r} needs a time zone, e.g. 2026-12-01T09:00:00Z")
         return value
 
     @model_validator(mode="after")
@@ -266,6 +275,8 @@ class WorkflowStep(_Model):
             _validate_at("parameters", DecisionParameters, self.parameters)
         if self.type in ("wait", "decision") and self.retryPolicy is not None:
             raise _error_at("retryPolicy", f"a {self.type} step cannot have a retryPolicy", None)
+        if self.type in ("wait", "decision") and self.timeoutSeconds is not None:
+            raise _error_at("timeoutSeconds", f"a {self.type} step cannot have a timeoutSeconds", self.timeoutSeconds)
         return self
 
     @property
