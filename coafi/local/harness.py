@@ -276,6 +276,9 @@ def _up_locked(layout: LocalLayout, timeout: float, say: Callable[[str], None], 
         return LocalCloudInfo(endpoint=DEFAULT_ENDPOINT, pid=record.pid, started=False, log_file=Path(record.log_file))
     if record is not None:
         _clear_record(layout)  # stale: the process is gone (or the PID was recycled)
+        if proc.orphans_referencing(layout.coafi_dir):
+            say("the previous LocalStack of this project did not stop cleanly; cleaning up after it")
+            _kill_leftovers(layout, say)
 
     if proc.port_open(HOST, PORT):
         raise LocalCloudError(_port_taken_message(layout))
@@ -336,10 +339,29 @@ def _stop_pid(record: _Record, timeout: float, say: Callable[[str], None]) -> No
         proc.wait_gone(child, tree[child], 5.0)
 
 
-def down(*, project_root: Path | None = None, timeout: float = STOP_TIMEOUT_S, quiet: bool = False) -> bool:
-    """Stop the embedded LocalStack started by :func:`up` for this project (by PID). True if one was stopped.
+def _kill_leftovers(layout: LocalLayout, say: Callable[[str], None]) -> bool:
+    """Kill, by PID, orphans of a LocalStack of this project that died without ``down`` (e.g. DynamoDB Local).
 
-    Never touches an external endpoint (``AWS_ENDPOINT_URL``) nor any process it did not start.
+    Only processes re-parented to init whose command line names this project's ``.coafi/`` folder qualify.
+    """
+    leftovers = proc.orphans_referencing(layout.coafi_dir)
+    for pid, started in leftovers.items():
+        say(f"stopping leftover process PID {pid} ({proc.cmdline(pid)[:100]})")
+        proc.send_signal(pid, signal.SIGTERM, started)
+    for pid, started in leftovers.items():
+        if not proc.wait_gone(pid, started, 5.0):
+            proc.send_signal(pid, signal.SIGKILL, started)
+            proc.wait_gone(pid, started, 5.0)
+    return bool(leftovers)
+
+
+def down(*, project_root: Path | None = None, timeout: float = STOP_TIMEOUT_S, quiet: bool = False) -> bool:
+    """Stop the embedded LocalStack started by :func:`up` for this project (by PID). True if it stopped anything.
+
+    SIGTERM, up to ``timeout`` s, SIGKILL; then whatever survived of its process tree (Lambda processes,
+    DynamoDB Local), by PID. After a crash of LocalStack it stops the orphans it left (processes re-parented
+    to init whose command line names this project's ``.coafi/``). Never touches an external endpoint
+    (``AWS_ENDPOINT_URL``) nor any other process.
     """
     say = _sayer(quiet)
     layout = LocalLayout.for_root(project_root)
@@ -348,8 +370,10 @@ def down(*, project_root: Path | None = None, timeout: float = STOP_TIMEOUT_S, q
             record = _read_record(layout)
             if record is None or not record.alive():
                 _clear_record(layout)
-                say("LocalStack is not running (nothing to stop)")
-                return False
+                leftovers = _kill_leftovers(layout, say)
+                if not leftovers:
+                    say("LocalStack is not running (nothing to stop)")
+                return leftovers
             say(f"stopping LocalStack (PID {record.pid})")
             _stop_pid(record, timeout, say)
             if record.alive():

@@ -84,6 +84,18 @@ def descendants(pid: int) -> dict[int, int]:
     return found
 
 
+def orphans_referencing(path: Path) -> dict[int, int]:
+    """Processes re-parented to init whose command line names ``path`` (leftovers of a crashed server)."""
+    needle = str(path)
+    found: dict[int, int] = {}
+    for pid, parent in _parent_map().items():
+        if parent == 1 and pid != os.getpid() and needle in cmdline(pid):
+            started = start_time(pid)
+            if started is not None and not is_zombie(pid):
+                found[pid] = started
+    return found
+
+
 def send_signal(pid: int, sig: signal.Signals, started: int | None = None) -> bool:
     """Signal ``pid`` only if it is still the process identified by ``started``; True if delivered."""
     if not is_alive(pid, started):

@@ -3,8 +3,8 @@
 One execution environment = one ``bootstrap.py`` process in the interpreter of the function's runtime, started in
 its own process group. LocalStack keeps it warm between invocations (``LAMBDA_KEEPALIVE_MS``). This executor:
 
-* prepares the unzipped code and layers (``prepare_version``) and fails the function clearly for unsupported
-  runtimes or image packages;
+* prepares the unzipped code and layers (``prepare_version``); invocations of functions with an unsupported
+  runtime or an image package fail with a clear ``Runtime.InvalidRuntime`` function error;
 * builds the environment of the process (LocalStack's Lambda variables, the function's variables, credentials,
   ``AWS_ENDPOINT_URL`` of the gateway, ``LAMBDA_TASK_ROOT`` = the unzipped code dir, a private ``TMPDIR``);
 * enforces the function timeout: on expiry the process group is killed and the invocation fails with
@@ -52,6 +52,10 @@ BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 RUNTIME_SITE_ENV = "COAFI_LAMBDA_RUNTIME_SITE"
 WORK_ROOT = Path(tempfile.gettempdir()) / "coafi-lambda"
 KILL_GRACE_S = 1.0
+IMAGE_UNSUPPORTED = (
+    "Container-image Lambda functions are not supported by the COAFI local executor "
+    f"(supported: zip packages with {', '.join(supported_runtimes())})"
+)
 
 
 class ProcessExecutorEndpoint(ExecutorEndpoint):
@@ -115,7 +119,7 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
         self._env_vars: dict[str, str] = {}
         self._invoke_lock = threading.Lock()
         self._state_lock = threading.Lock()
-        self._pending_request: str | None = None
+        self._pending: tuple[subprocess.Popen[bytes], str] | None = None  # process, request id
         self._stopped = False
         self._work_dir = WORK_ROOT / self.id
         self._tmp_dir = self._work_dir / "tmp"
@@ -213,9 +217,13 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
     def _spawn_and_wait(self) -> None:
         runtime = str(self.function_version.config.runtime or "")
         try:
+            if self.function_version.config.package_type != PackageType.Zip:
+                raise UnsupportedRuntimeError(IMAGE_UNSUPPORTED)
             interpreter = resolve_interpreter(runtime or None)
         except UnsupportedRuntimeError as exc:
-            raise LambdaRuntimeException(str(exc)) from exc
+            # reported like an init error: the invocation fails with this message as a function error
+            error = {"errorType": "Runtime.InvalidRuntime", "errorMessage": str(exc)}
+            raise StatusErrorException(str(exc), payload=json.dumps(error).encode()) from exc
         code_dir = self._code_dir()
         self._tmp_dir.mkdir(parents=True, exist_ok=True)
         env = self._build_env(runtime, code_dir)
@@ -264,9 +272,10 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
         returncode = process.wait()
         time.sleep(0.2)  # let a response/error posted right before exiting arrive first
         future = self.executor_endpoint.invocation_future
-        request_id = self._pending_request
-        if request_id is None or future is None or future.done():
-            return
+        pending = self._pending
+        if pending is None or pending[0] is not process or future is None or future.done():
+            return  # not during an invocation of this process (a later process may be serving one)
+        request_id = pending[1]
         status = f"signal: {signal.Signals(-returncode).name}" if returncode < 0 else f"exit status {returncode}"
         error = {
             "errorType": "Runtime.ExitError",
@@ -288,14 +297,18 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
                     self._spawn_and_wait()
                 except StatusErrorException as exc:
                     return InvocationResult(request_id, exc.payload, is_error=True, logs=self._read_invocation_log())
-            return self._invoke_running(request_id, payload)
+                process = self._process
+            assert process is not None
+            return self._invoke_running(process, request_id, payload)
 
-    def _invoke_running(self, request_id: str, payload: dict[str, str]) -> InvocationResult:
+    def _invoke_running(
+        self, process: subprocess.Popen[bytes], request_id: str, payload: dict[str, str]
+    ) -> InvocationResult:
         endpoint = self.executor_endpoint
         future: Future[InvocationResult] = Future()
         endpoint.invocation_future = future
         endpoint.logs = None
-        self._pending_request = request_id
+        self._pending = (process, request_id)
         timeout_s = float(self.function_version.config.timeout or 3)
         started = time.monotonic()
         try:
@@ -305,7 +318,7 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
             except FutureTimeoutError:
                 return self._time_out(request_id, timeout_s, future)
         finally:
-            self._pending_request = None
+            self._pending = None
 
     def _send(self, payload: dict[str, str]) -> None:
         url = f"http://127.0.0.1:{self.executor_endpoint.container_port}/invoke"
@@ -356,16 +369,18 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
     # ---- versions ----------------------------------------------------------------------------------
     @classmethod
     def prepare_version(cls, function_version: FunctionVersion) -> None:
+        # An unsupported runtime does not fail the version here: LocalStack cannot delete a function whose
+        # version failed to prepare ("Unable to find version manager"), which would also block stack deletes.
+        # Its invocations fail instead, with the reason as a Runtime.InvalidRuntime function error.
         cfg = function_version.config
         if cfg.package_type != PackageType.Zip:
-            raise LambdaRuntimeException(
-                "Container-image Lambda functions are not supported by the COAFI local executor "
-                f"(supported: zip packages with {', '.join(supported_runtimes())})"
-            )
+            LOG.warning("%s: %s", function_version.qualified_arn, IMAGE_UNSUPPORTED)
+            return
         try:
             resolve_interpreter(cfg.runtime)
         except UnsupportedRuntimeError as exc:
-            raise LambdaRuntimeException(str(exc)) from exc
+            LOG.warning("%s: %s", function_version.qualified_arn, exc)
+            return
         if cfg.code is not None:
             cfg.code.prepare_for_execution()
         for layer in cfg.layers or []:
