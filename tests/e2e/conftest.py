@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from coafi.local import health
-from coafi.local.harness import DEFAULT_REGION, LocalCloudInfo, down, up
+from coafi.local.harness import DEFAULT_ENDPOINT, DEFAULT_REGION, LocalCloudInfo, down, up
 
 
 def _reachable_endpoint() -> str | None:
@@ -32,7 +32,9 @@ def _reachable_endpoint() -> str | None:
 def local_cloud(repo_root: Path) -> Iterator[LocalCloudInfo]:
     endpoint = _reachable_endpoint()
     if endpoint is not None:
-        info = LocalCloudInfo(endpoint=endpoint, pid=None, started=False, log_file=None, embedded=False)
+        info = LocalCloudInfo(
+            endpoint=endpoint, pid=None, started=False, log_file=None, embedded=endpoint == DEFAULT_ENDPOINT
+        )
     else:
         info = up(project_root=repo_root)
     with pytest.MonkeyPatch.context() as mp:

@@ -208,3 +208,9 @@ def test_port_owner_finds_a_listening_socket() -> None:
         port = server.getsockname()[1]
         assert proc.port_open("127.0.0.1", port)
         assert proc.port_owner(port) == os.getpid()
+
+
+def test_importing_coafi_local_is_cheap() -> None:
+    code = "import sys, coafi.local; print([m for m in sys.modules if m.startswith(('coafi.local.', 'pydantic'))])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
