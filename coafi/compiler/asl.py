@@ -117,7 +117,8 @@ class _Compiler:
             "Type": "Parallel",
             "Comment": f"The steps of {self.wf.id}; any failure is recorded by coafi.failed",
             "Branches": [self.close(body)],
-            "ResultSelector": {"branches.$": "$[*].steps"},
+            # No ResultSelector: `$[*].x` over a one-branch result is a list on AWS but the bare object on
+            # LocalStack. The finish operation takes the branch's final state from the one-item array.
             "ResultPath": "$.run",
             "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "coafi.failed"}],
             "Next": "coafi.succeeded",
@@ -128,8 +129,7 @@ class _Compiler:
                 "status": "SUCCEEDED",
                 "executionId.$": "$$.Execution.Id",
                 "workflowId": self.wf.id,
-                "input.$": "$.input",
-                "steps.$": "States.ArrayGetItem($.run.branches, 0)",
+                "result.$": "States.ArrayGetItem($.run, 0)",
             },
             result_selector={"input.$": "$.Payload.input", "steps.$": "$.Payload.steps"},
             result_path="$",

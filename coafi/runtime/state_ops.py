@@ -31,7 +31,7 @@ class FinishOp(_Op):
     op: Literal["finish"]
     status: Literal["SUCCEEDED", "FAILED"]
     input: Any = None
-    steps: dict[str, Any] | None = None
+    result: dict[str, Any] | None = Field(None, description="the body's final state: {input, steps}")
     error: dict[str, Any] | None = None
 
 
@@ -110,7 +110,8 @@ def apply(operation: StartOp | FinishOp | DecideOp | StepOp, store: StateStore) 
                               {"input": workflow_input, "trigger": trigger}, operation.startTime or now_iso())
         return {"input": workflow_input, "steps": {}}
     if isinstance(operation, FinishOp):
-        result = {"input": operation.input, "steps": operation.steps or {}}
+        final = operation.result or {}
+        result = {"input": final.get("input", operation.input), "steps": final.get("steps") or {}}
         if operation.status == "SUCCEEDED":
             store.finish_execution(operation.executionId, operation.workflowId, "SUCCEEDED", output=result)
         else:

@@ -110,6 +110,9 @@ class InProcessCloud:
             "lambda": {"use_docker": False},
         }))
         self._stack.enter_context(self._lambda_runs_handlers())
+        from coafi.local.localstack_plugin.coafi_localstack_plugin.asl_fixes import fix_parallel_error_names
+
+        fix_parallel_error_names("moto.stepfunctions.parser")
         self._create_resources()
         return self
 

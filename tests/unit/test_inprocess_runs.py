@@ -81,11 +81,6 @@ def test_permanent_failure_is_not_retried_and_fails_the_workflow(fixture_cloud: 
     assert "never" not in result.entered_states()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="moto's ASL interpreter raises 'Custom Error Names MUST NOT begin with States.' when a Parallel "
-    "catches States.Timeout, before the compiled failure states run; the LocalStack tier covers timeouts",
-)
 def test_step_timeout_fails_the_workflow_naming_the_timeout(fixture_cloud: InProcessCloud) -> None:
     result = fixture_cloud.run("too-slow", {}, timeout=30)
     assert result.status == "FAILED"
