@@ -3,6 +3,7 @@ timeline in DynamoDB. One deployment for the module; the local cloud is shared b
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -52,7 +53,7 @@ def test_event_triggers_content_generation_and_the_timeline_is_in_dynamodb(stack
     for s in steps:
         assert s.status == "SUCCEEDED" and s.attempts == 1
         assert s.startedAt is not None and s.endedAt is not None and s.durationMs is not None
-    for earlier, later in zip(steps, steps[1:], strict=False):
+    for earlier, later in itertools.pairwise(steps):
         assert earlier.endedAt is not None and later.startedAt is not None
         assert earlier.endedAt <= later.startedAt  # the chain ran in order
     execution = store.get_execution(arn)
