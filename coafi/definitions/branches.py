@@ -54,6 +54,8 @@ def analyse_decisions(
 
     ``deps`` must be acyclic and hold only known ids.
     """
+    if not any(s.type == "decision" for s in steps):
+        return {}, []  # nothing to analyse; skip the ancestor sets (quadratic in the number of steps)
     by_id = {s.id: s for s in steps}
     anc = ancestors(deps)
     order = topological_order(list(deps), deps)

@@ -677,6 +677,21 @@ def test_a_thousand_step_dag_compiles() -> None:
     check_names(compiled)
 
 
+def test_long_interleaved_chains_compile_without_deep_recursion() -> None:
+    """Two tracks where each y also waits for the previous x: no cut, no split, so the layout peels one
+    layer of sources after another (1,000 layers). That once recursed per layer (RecursionError) and
+    re-analysed the rest every time (quadratic)."""
+    steps = []
+    for i in range(1000):
+        steps.append(task(f"x{i}", *([f"x{i - 1}"] if i else [])))
+        steps.append(task(f"y{i}", *([f"y{i - 1}", f"x{i - 1}"] if i else [])))
+    compiled = compile_workflow(define(*steps))
+    assert isinstance(compiled.layout, Seq) and len(compiled.layout.parts) == 1000
+    assert compiled.layout.parts[1] == Par([Leaf("x1"), Leaf("y1")])
+    assert critical_path(compiled.layout) == longest_chain(dependencies(compiled.definition)) == 1000
+    check_layout(compiled)
+
+
 # -- diagram -------------------------------------------------------------------------------------------
 
 
