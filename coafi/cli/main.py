@@ -127,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DefinitionError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    except ValueError as exc:  # DefinitionTooLarge and other compile-time refusals
+        if type(exc).__name__ != "DefinitionTooLarge":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

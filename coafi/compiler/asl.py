@@ -35,6 +35,8 @@ LAMBDA_SERVICE_ERRORS = [
     "Lambda.TooManyRequestsException",
 ]
 STATE_FUNCTION = "StateFunctionArn"
+#: Step Functions rejects state machine definitions larger than 1 MiB.
+MAX_DEFINITION_BYTES = 1_048_576
 MERGE_PER_PASS = 8  # Step Functions nests at most 10 intrinsic functions in one field
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 START_EXECUTION_SYNC = "arn:aws:states:::states:startExecution.sync:2"
@@ -77,9 +79,24 @@ class _Fragment:
     ends: list[str]
 
 
-def compile_workflow(definition: WorkflowDefinition) -> CompiledWorkflow:
-    """Compile a validated definition. Raises nothing a loaded definition can trigger."""
-    return _Compiler(definition).compile()
+class DefinitionTooLarge(ValueError):
+    """The compiled machine would exceed Step Functions' definition size limit."""
+
+
+def compile_workflow(definition: WorkflowDefinition, *, enforce_size_limit: bool = True) -> CompiledWorkflow:
+    """Compile a validated definition. Raises DefinitionTooLarge when the machine would exceed 1 MiB
+    (``enforce_size_limit=False`` skips that check, for benchmarks of definitions larger than AWS allows)."""
+    compiled = _Compiler(definition).compile()
+    if not enforce_size_limit:
+        return compiled
+    size = len(json.dumps(compiled.asl, separators=(",", ":")).encode())
+    if size > MAX_DEFINITION_BYTES:
+        raise DefinitionTooLarge(
+            f"workflow '{definition.id}' compiles to {size:,} bytes of ASL with {len(definition.steps)} steps; "
+            f"Step Functions accepts at most {MAX_DEFINITION_BYTES:,}. Split it into sub-workflows "
+            "(type: subworkflow), each well under ~1,000 steps."
+        )
+    return compiled
 
 
 class _Compiler:

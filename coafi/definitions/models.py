@@ -201,6 +201,13 @@ class WaitParameters(_Model):
     seconds: int | str | None = Field(None, description="Seconds to wait, or a JSONPath ($.input.x) to read them.")
     until: str | None = Field(None, description="ISO-8601 timestamp with zone, or a JSONPath to read one.")
 
+    @field_validator("seconds", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"seconds must be a whole number or a JSONPath starting with '$.', got {value}")
+        return value
+
     @field_validator("seconds")
     @classmethod
     def _seconds(cls, value: int | str | None) -> int | str | None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from coafi.compiler import ArnRef, CompiledWorkflow, compile_workflow, critical_path
-from coafi.compiler.asl import LAMBDA_SERVICE_ERRORS, MERGE_PER_PASS
+from coafi.compiler.asl import LAMBDA_SERVICE_ERRORS, MERGE_PER_PASS, DefinitionTooLarge
 from coafi.compiler.diagram import mermaid
 from coafi.compiler.layout import Leaf, Node, Par, Region, Seq
 from coafi.definitions import WorkflowDefinition, validate_definition
@@ -679,17 +679,25 @@ def test_a_thousand_step_dag_compiles() -> None:
 
 def test_long_interleaved_chains_compile_without_deep_recursion() -> None:
     """Two tracks where each y also waits for the previous x: no cut, no split, so the layout peels one
-    layer of sources after another (1,000 layers). That once recursed per layer (RecursionError) and
+    layer of sources after another (500 layers). That once recursed per layer (RecursionError) and
     re-analysed the rest every time (quadratic)."""
     steps = []
-    for i in range(1000):
+    for i in range(500):
         steps.append(task(f"x{i}", *([f"x{i - 1}"] if i else [])))
         steps.append(task(f"y{i}", *([f"y{i - 1}", f"x{i - 1}"] if i else [])))
     compiled = compile_workflow(define(*steps))
-    assert isinstance(compiled.layout, Seq) and len(compiled.layout.parts) == 1000
+    assert isinstance(compiled.layout, Seq) and len(compiled.layout.parts) == 500
     assert compiled.layout.parts[1] == Par([Leaf("x1"), Leaf("y1")])
-    assert critical_path(compiled.layout) == longest_chain(dependencies(compiled.definition)) == 1000
+    assert critical_path(compiled.layout) == longest_chain(dependencies(compiled.definition)) == 500
     check_layout(compiled)
+
+
+def test_a_machine_over_step_functions_size_limit_is_refused_with_advice() -> None:
+    steps = [task(f"s{i}", *([f"s{i - 1}"] if i else [])) for i in range(1500)]
+    with pytest.raises(DefinitionTooLarge, match=r"workflow 'wf' compiles to [\d,]+ bytes .* 1,500 steps|"
+                       r"workflow 'wf' compiles to [\d,]+ bytes of ASL with 1500 steps") as caught:
+        compile_workflow(define(*steps))
+    assert "Split it into sub-workflows" in str(caught.value)
 
 
 # -- diagram -------------------------------------------------------------------------------------------

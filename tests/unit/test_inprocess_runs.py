@@ -89,29 +89,3 @@ def test_step_timeout_fails_the_workflow_naming_the_timeout(fixture_cloud: InPro
     assert (result.cause or "").startswith("States.Timeout")
     nap = result.step("nap")
     assert nap.status == "FAILED"
-
-
-def test_an_existing_lambda_by_arn_runs_and_is_recorded_around(repo_root: Path, fixture_project: Path) -> None:
-    from coafi.definitions import validate_definition
-
-    arn = "arn:aws:lambda:us-east-1:123456789012:function:legacy-billing"
-    calls: list[dict[str, Any]] = []
-
-    def legacy_billing(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        calls.append(event)
-        return {"invoice": f"INV-{event['input']['order']}"}
-
-    definition = validate_definition({
-        "id": "billing", "name": "Billing", "version": "1",
-        "steps": [{"id": "bill", "type": "task", "action": arn, "parameters": {"currency": "EUR"}},
-                  {"id": "confirm", "type": "task", "action": "echo", "dependencies": ["bill"]}],
-    }, "billing.yaml", actions={"echo"})
-    with InProcessCloud(fixture_project, definitions=[definition], core_root=repo_root,
-                        extra_handlers={"legacy-billing": legacy_billing}) as cloud:
-        result = cloud.run("billing", {"order": 42})
-    assert result.status == "SUCCEEDED", result.cause
-    assert calls[0]["parameters"] == {"currency": "EUR"} and calls[0]["context"]["stepId"] == "bill"
-    bill = result.step("bill")
-    assert bill.status == "SUCCEEDED" and bill.output == {"invoice": "INV-42"}
-    assert bill.startedAt is not None and bill.durationMs is not None
-    assert result.step("confirm").output["saw"] == ["bill"]
