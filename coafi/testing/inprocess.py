@@ -105,6 +105,15 @@ class InProcessCloud:
 
         aws._cached.cache_clear()
         function_settings.cache_clear()
+        try:
+            self._start(mock_aws)
+        except BaseException:
+            self.__exit__(None, None, None)  # never leave a half-started mock behind for the next test
+            raise
+        return self
+
+    def _start(self, mock_aws: Any) -> None:
+        assert self._stack is not None
         self._stack.enter_context(mock_aws(config={
             "stepfunctions": {"execute_state_machine": True},
             "lambda": {"use_docker": False},
@@ -114,7 +123,6 @@ class InProcessCloud:
 
         fix_parallel_error_names("moto.stepfunctions.parser")
         self._create_resources()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         from coafi import aws
