@@ -1,0 +1,527 @@
+"""Estimated AWS cost per 1,000 executions of a workflow definition (what ``coafi cost FILE`` prints).
+
+The estimate follows the path a *successful* execution takes through the compiled state machine:
+
+- **Step Functions** (Standard): one state transition per state entered: ``coafi.start``, ``coafi.run``, every
+  step, the ``.started``/``.finished`` wrappers, ``parallel.<n>`` and its ``.join`` Pass states, Choice states,
+  ``coafi.succeeded``. A Parallel counts once plus its branches. At a Choice the walk continues along the most
+  expensive alternative, so a workflow with decisions gets an upper bound. Retries are not counted.
+- **Lambda**: one request per ``lambda:invoke`` Task; billed duration per invocation from measured figures
+  (``bench/results/*.json``) or :data:`DEFAULT_DURATION_MS`, at the functions' 256 MB; INIT duration (billed for
+  managed runtimes since 2025-08-01) for the share of invocations that are cold starts.
+- **DynamoDB** (on-demand): per state-function operation and per action, the requests and units counted by
+  ``bench/state_writes.py``, else the state store's pattern at one unit per request (:data:`DEFAULT_OPERATIONS`).
+- **EventBridge**: one custom event per execution started by its event trigger, plus the events actions were
+  measured to put. **Scheduler**: one invocation per execution started by a schedule.
+- **SQS**: the task queue is not on the success path (its DLQ only receives failed deliveries): zero.
+- **Sub-workflows** (``startExecution.sync:2``): the child's own execution is added, its definition found next to
+  the parent's file.
+
+Not included: CloudWatch Logs ingestion, X-Ray traces (sampled), storage, data transfer, free tiers.
+This module also owns the format of the figure files the benchmarks write (:func:`save_figures`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coafi.compiler.asl import ArnRef
+
+RESULTS_DIR = Path("bench") / "results"
+
+# -- prices ---------------------------------------------------------------------------------------------------
+# US East (N. Virginia), on demand, USD, free tiers ignored. Public list prices; the AWS pricing pages were not
+# fetched from here: each figure was cross-checked on 2026-11-25 against published summaries of those pages
+# (search results dated 2025-2026). Check https://aws.amazon.com/<service>/pricing/ before relying on them.
+#
+# Step Functions Standard: $0.025 per 1,000 state transitions (aws.amazon.com/step-functions/pricing).
+STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1_000
+# Lambda x86_64: $0.20 per 1M requests; $0.0000166667 per GB-second (first 6 billion GB-s a month)
+# (aws.amazon.com/lambda/pricing). INIT phase billed like the handler since 2025-08-01 (AWS Compute Blog,
+# "AWS Lambda standardizes billing for INIT Phase", 2025-04).
+LAMBDA_PER_REQUEST = 0.20 / 1_000_000
+LAMBDA_PER_GB_SECOND = 0.0000166667
+# DynamoDB on-demand, after the 50% cut of 2024-11-01: $0.625 per million write request units, $0.125 per million
+# read request units (aws.amazon.com/dynamodb/pricing/on-demand).
+DYNAMODB_PER_WRU = 0.625 / 1_000_000
+DYNAMODB_PER_RRU = 0.125 / 1_000_000
+# EventBridge: $1.00 per million custom events published to a bus (aws.amazon.com/eventbridge/pricing).
+EVENTBRIDGE_PER_EVENT = 1.00 / 1_000_000
+# EventBridge Scheduler: $1.00 per million invocations after 14 million free a month (same page).
+SCHEDULER_PER_INVOCATION = 1.00 / 1_000_000
+# SQS standard queue: $0.40 per million requests after 1 million free a month (aws.amazon.com/sqs/pricing).
+# Assumption: not re-checked this time; unused on the success path anyway.
+SQS_PER_REQUEST = 0.40 / 1_000_000
+
+# -- what COAFI's functions do ---------------------------------------------------------------------------------
+#: infra/constructs/function.py MEMORY_MB (not imported: that would load the CDK).
+LAMBDA_MEMORY_MB = 256
+#: Billed duration of one warm invocation when nothing was measured. Assumption: two to three DynamoDB round trips
+#: of ~10 ms, pydantic parsing and two Powertools log lines at a 256 MB function's ~1/7 of a vCPU.
+DEFAULT_DURATION_MS = 100.0
+#: INIT duration of a cold start when bench/cold_start.py was not run. Assumption: Python runtime start plus the
+#: imports of the handler, Powertools, pydantic and boto3 compiled from source (the layer ships no bytecode).
+DEFAULT_INIT_MS = 800.0
+#: Share of invocations that start a new execution environment. AWS's analysis when it began billing INIT:
+#: "typically under 1% of invocations".
+DEFAULT_COLD_START_RATE = 0.01
+#: Items per BatchWriteItem request (the store writes SKIPPED step records in batches of 25).
+BATCH_WRITE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class OpFigures:
+    """What one invocation of a function for one operation costs, besides the request itself."""
+
+    duration_ms: float = DEFAULT_DURATION_MS
+    requests: float = 0.0  # DynamoDB requests
+    writes: float = 0.0  # items written
+    wru: float = 0.0
+    reads: float = 0.0
+    rru: float = 0.0
+    events: float = 0.0  # EventBridge events put
+    source: str = "default"
+
+
+#: The state store's requests per operation (coafi/state/store.py), one unit each: items under 1 KB.
+DEFAULT_OPERATIONS: dict[str, OpFigures] = {
+    "state:start": OpFigures(requests=1, writes=1, wru=1),  # PutItem (conditional)
+    "state:finish": OpFigures(requests=1, writes=1, wru=1),  # UpdateItem
+    "state:step-RUNNING": OpFigures(requests=1, writes=1, wru=1),  # UpdateItem
+    "state:step-SUCCEEDED": OpFigures(requests=2, writes=1, wru=1, reads=1, rru=1),  # GetItem + UpdateItem
+    "state:decide": OpFigures(requests=1, writes=1, wru=1),  # PutItem (+ SKIPPED batches, counted apart)
+    "action": OpFigures(requests=2, writes=2, wru=2),  # step RUNNING + SUCCEEDED; the action's own calls unknown
+    "external": OpFigures(),  # not COAFI's code: request and duration only
+}
+
+
+# -- the path of a successful execution ---------------------------------------------------------------------
+@dataclass
+class Usage:
+    """What one execution uses, summed over the states it enters."""
+
+    transitions: int = 0
+    invocations: Counter[str] = field(default_factory=Counter)  # "state:start", "action:<name>", "external:<arn>"
+    skipped_records: int = 0
+    skipped_batches: int = 0
+    waits: int = 0
+    children: Counter[str] = field(default_factory=Counter)  # sub-workflow id -> executions started
+
+    def add(self, other: Usage, times: int = 1) -> None:
+        self.transitions += other.transitions * times
+        self.skipped_records += other.skipped_records * times
+        self.skipped_batches += other.skipped_batches * times
+        self.waits += other.waits * times
+        for key, count in other.invocations.items():
+            self.invocations[key] += count * times
+        for key, count in other.children.items():
+            self.children[key] += count * times
+
+
+def invocation_key(function: str, payload: Any, substitutions: Mapping[str, ArnRef]) -> str:
+    """``state:<op>`` for the state function, ``action:<name>``, or ``external:<ARN>``."""
+    name = function[2:-1] if function.startswith("${") and function.endswith("}") else None
+    ref = substitutions.get(name) if name else None
+    if ref is not None and ref.kind == "state-function":
+        op = str(payload.get("op", "?")) if isinstance(payload, dict) else "?"
+        return f"state:step-{payload.get('status', '?')}" if op == "step" else f"state:{op}"
+    if ref is not None and ref.kind == "action":
+        return f"action:{ref.name}"
+    return f"external:{function}"
+
+
+def task_usage(state: Mapping[str, Any], substitutions: Mapping[str, ArnRef]) -> Usage:
+    usage = Usage()
+    resource = str(state.get("Resource", ""))
+    parameters = state.get("Parameters") or {}
+    if resource.startswith("arn:aws:states:::lambda:invoke"):
+        payload = parameters.get("Payload") or {}
+        key = invocation_key(str(parameters.get("FunctionName", "")), payload, substitutions)
+        usage.invocations[key] += 1
+        skipped = payload.get("skipped") if key == "state:decide" else None
+        if skipped:
+            usage.skipped_records += len(skipped)
+            usage.skipped_batches += math.ceil(len(skipped) / BATCH_WRITE_SIZE)
+    elif resource.startswith("arn:aws:states:::states:startExecution"):
+        machine = str(parameters.get("StateMachineArn", ""))
+        ref = substitutions.get(machine[2:-1]) if machine.startswith("${") else None
+        usage.children[ref.name if ref is not None else machine] += 1
+    elif resource.startswith("arn:aws:lambda:"):
+        usage.invocations[f"external:{resource}"] += 1
+    return usage
+
+
+class PathWalker:
+    """Walks a state machine from its start to its end, as a successful execution does."""
+
+    def __init__(self, substitutions: Mapping[str, ArnRef], weigh: Callable[[Usage], float]) -> None:
+        self.substitutions = substitutions
+        self.weigh = weigh
+        self._choices: dict[tuple[int, str], Usage] = {}
+
+    def walk(self, machine: Mapping[str, Any]) -> Usage:
+        return self.chain(machine["States"], str(machine["StartAt"]))
+
+    def chain(self, states: Mapping[str, Any], start: str) -> Usage:
+        usage = Usage()
+        current: str | None = start
+        while current is not None:
+            state = states[current]
+            kind = state["Type"]
+            usage.transitions += 1
+            if kind == "Choice":
+                usage.add(self._choice(states, current, state))
+                break
+            if kind == "Parallel":
+                for branch in state.get("Branches", []):
+                    usage.add(self.walk(branch))
+            elif kind == "Map":
+                processor = state.get("ItemProcessor") or state.get("Iterator")
+                if processor:
+                    usage.add(self.walk(processor))  # one item: the item count is only known at run time
+            elif kind == "Task":
+                usage.add(task_usage(state, self.substitutions))
+            elif kind == "Wait":
+                usage.waits += 1
+            current = None if state.get("End") or kind in ("Succeed", "Fail") else state.get("Next")
+        return usage
+
+    def _choice(self, states: Mapping[str, Any], name: str, state: Mapping[str, Any]) -> Usage:
+        key = (id(states), name)
+        if key not in self._choices:
+            targets = [str(c["Next"]) for c in state.get("Choices", [])]
+            if "Default" in state:
+                targets.append(str(state["Default"]))
+            options = [self.chain(states, target) for target in targets]
+            self._choices[key] = max(options, key=self.weigh) if options else Usage()
+        return self._choices[key]
+
+
+# -- figures measured by the benchmarks -------------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    """The machine figures were measured on."""
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False, timeout=10)
+        info["node"] = node.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["node"] = None
+    return info
+
+
+def revision(root: Path) -> dict[str, Any]:
+    """The commit the figures were measured on, and the files that differed from it."""
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "--short=12", "HEAD") or None, "modified": changed}
+
+
+def save_figures(root: Path, name: str, figures: Mapping[str, Any]) -> Path:
+    """Write ``<root>/bench/results/<name>.json`` with the machine, the revision and the time of measurement."""
+    folder = root / RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    document = {"benchmark": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine_info(), "revision": revision(root), **figures}
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_figures(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every ``*.json`` figure file of ``folder`` by benchmark name; unreadable files are skipped."""
+    found: dict[str, dict[str, Any]] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.json")):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict):
+            found[path.stem] = document
+    return found
+
+
+@dataclass
+class Figures:
+    """Per-operation figures: measured where a benchmark measured them, defaults elsewhere."""
+
+    operations: dict[str, OpFigures] = field(default_factory=dict)
+    init_ms: dict[str, float] = field(default_factory=dict)  # function folder name ("state", action) -> INIT ms
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, Mapping[str, Any]]) -> Figures:
+        figures = cls()
+        counted = results.get("state_writes", {})
+        source = f"bench/results/state_writes.json ({counted.get('measured_at')})"
+        for key, values in (counted.get("per_key") or {}).items():
+            figures.operations[key] = _op_figures(values, source)
+        if counted:
+            figures.sources.append("DynamoDB units and durations: bench/results/state_writes.json (counted in process "
+                                   "on moto; durations at full CPU)")
+        local = results.get("local_e2e", {})
+        for key, values in (local.get("per_key") or {}).items():
+            base = figures.operations.get(key) or figures.default(key)
+            figures.operations[key] = replace(base, duration_ms=float(values["duration_ms"]),
+                                              source="bench/results/local_e2e.json")
+        if local.get("per_key"):
+            figures.sources.append("durations: bench/results/local_e2e.json (LocalStack, handler processes)")
+        cold = results.get("cold_start", {})
+        for name, values in (cold.get("functions") or {}).items():
+            if "init_ms" in values:
+                figures.init_ms[name] = float(values["init_ms"])
+        if figures.init_ms:
+            figures.sources.append("INIT durations: bench/results/cold_start.json")
+        return figures
+
+    def default(self, key: str) -> OpFigures:
+        if key in DEFAULT_OPERATIONS:
+            return DEFAULT_OPERATIONS[key]
+        return DEFAULT_OPERATIONS[key.split(":", 1)[0]] if ":" in key else OpFigures()
+
+    def of(self, key: str) -> OpFigures:
+        return self.operations.get(key) or self.default(key)
+
+    def init_of(self, key: str) -> float:
+        kind, _, name = key.partition(":")
+        folder = "state" if kind == "state" else name
+        return self.init_ms.get(folder, DEFAULT_INIT_MS)
+
+
+def _op_figures(values: Mapping[str, Any], source: str) -> OpFigures:
+    return OpFigures(
+        duration_ms=float(values.get("duration_ms", DEFAULT_DURATION_MS)),
+        requests=float(values.get("requests", 0)), writes=float(values.get("writes", 0)),
+        wru=float(values.get("wru", 0)), reads=float(values.get("reads", 0)), rru=float(values.get("rru", 0)),
+        events=float(values.get("events", 0)), source=source,
+    )
+
+
+# -- the estimate -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Line:
+    component: str
+    quantity: float  # per ``executions`` executions
+    unit: str
+    unit_price: float
+    price_text: str
+
+    @property
+    def cost(self) -> float:
+        return self.quantity * self.unit_price
+
+
+@dataclass
+class Estimate:
+    workflow: str
+    version: str
+    executions: int
+    trigger: str
+    usage: Usage
+    lines: list[Line]
+    notes: list[str]
+
+    @property
+    def total(self) -> float:
+        return sum(line.cost for line in self.lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "version": self.version,
+            "executions": self.executions,
+            "trigger": self.trigger,
+            "region": "us-east-1",
+            "currency": "USD",
+            "per_execution": {
+                "state_transitions": self.usage.transitions,
+                "lambda_invocations": dict(sorted(self.usage.invocations.items())),
+                "child_executions": dict(sorted(self.usage.children.items())),
+                "skipped_step_records": self.usage.skipped_records,
+            },
+            "components": [
+                {"component": line.component, "quantity": line.quantity, "unit": line.unit,
+                 "unit_price_usd": line.unit_price, "cost_usd": line.cost}
+                for line in self.lines
+            ],
+            "total_usd": self.total,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Options:
+    executions: int = 1_000
+    trigger: str = "auto"  # auto | event | schedule | manual
+    cold_start_rate: float = DEFAULT_COLD_START_RATE
+    duration_ms: float | None = None  # overrides every invocation's billed duration
+
+
+class Estimator:
+    """Cost of workflows by id; sub-workflows are looked up among ``definitions``."""
+
+    def __init__(self, definitions: Mapping[str, Any], figures: Figures, options: Options) -> None:
+        self.definitions = definitions
+        self.figures = figures
+        self.options = options
+        self._usage: dict[str, Usage] = {}
+        self._visiting: list[str] = []
+
+    # usage, children included ------------------------------------------------------------------------------
+    def usage(self, workflow_id: str) -> Usage:
+        """One execution of ``workflow_id`` with the executions of its sub-workflows folded in."""
+        if workflow_id in self._usage:
+            return self._usage[workflow_id]
+        if workflow_id in self._visiting:
+            cycle = " -> ".join([*self._visiting, workflow_id])
+            raise ValueError(f"sub-workflows start each other in a cycle: {cycle}")
+        definition = self.definitions.get(workflow_id)
+        if definition is None:
+            raise KeyError(workflow_id)
+        from coafi.compiler import compile_workflow
+
+        self._visiting.append(workflow_id)
+        try:
+            compiled = compile_workflow(definition)
+            own = PathWalker(compiled.substitutions, self._weigh).walk(compiled.asl)
+            self._usage[workflow_id] = self._fold_children(own)
+        finally:
+            self._visiting.pop()
+        return self._usage[workflow_id]
+
+    def _fold_children(self, own: Usage) -> Usage:
+        total = Usage()
+        total.add(own)
+        for child, count in own.children.items():
+            if child in self.definitions:
+                child_usage = self.usage(child)
+                total.add(replace(child_usage, children=Counter()), count)
+                for grandchild, n in child_usage.children.items():
+                    total.children[grandchild] += n * count
+        return total
+
+    def _weigh(self, usage: Usage) -> float:
+        return sum(line.cost for line in self.lines(self._fold_children(usage), trigger="manual"))
+
+    # lines ---------------------------------------------------------------------------------------------------
+    def lines(self, usage: Usage, trigger: str) -> list[Line]:
+        n = self.options.executions
+        lambda_gb = LAMBDA_MEMORY_MB / 1024
+        requests = sum(usage.invocations.values())
+        gb_seconds = init_gb_seconds = wru = rru = events = 0.0
+        for key, count in usage.invocations.items():
+            op = self.figures.of(key)
+            billed_ms = self.options.duration_ms if self.options.duration_ms is not None else op.duration_ms
+            gb_seconds += count * math.ceil(billed_ms) / 1000 * lambda_gb
+            init_gb_seconds += count * self.options.cold_start_rate * self.figures.init_of(key) / 1000 * lambda_gb
+            wru += count * op.wru
+            rru += count * op.rru
+            events += count * op.events
+        wru += usage.skipped_records  # SKIPPED records: small items, one unit each
+        events += 1 if trigger == "event" else 0
+        return [
+            Line("Step Functions state transitions", usage.transitions * n, "transitions",
+                 STEP_FUNCTIONS_PER_TRANSITION, "$0.025 / 1K"),
+            Line("Lambda requests", requests * n, "requests", LAMBDA_PER_REQUEST, "$0.20 / 1M"),
+            Line("Lambda duration (256 MB)", gb_seconds * n, "GB-s", LAMBDA_PER_GB_SECOND, "$0.0000166667 / GB-s"),
+            Line(f"Lambda INIT ({self.options.cold_start_rate:.0%} cold starts)", init_gb_seconds * n, "GB-s",
+                 LAMBDA_PER_GB_SECOND, "$0.0000166667 / GB-s"),
+            Line("DynamoDB writes (on-demand)", wru * n, "WRU", DYNAMODB_PER_WRU, "$0.625 / 1M"),
+            Line("DynamoDB reads (on-demand)", rru * n, "RRU", DYNAMODB_PER_RRU, "$0.125 / 1M"),
+            Line("EventBridge custom events", events * n, "events", EVENTBRIDGE_PER_EVENT, "$1.00 / 1M"),
+            Line("EventBridge Scheduler invocations", (1 if trigger == "schedule" else 0) * n, "invocations",
+                 SCHEDULER_PER_INVOCATION, "$1.00 / 1M"),
+            Line("SQS requests", 0.0, "requests", SQS_PER_REQUEST, "$0.40 / 1M"),
+        ]
+
+    def estimate(self, workflow_id: str) -> Estimate:
+        definition = self.definitions[workflow_id]
+        usage = self.usage(workflow_id)
+        trigger = resolve_trigger(definition, self.options.trigger)
+        return Estimate(workflow_id, str(definition.version), self.options.executions, trigger, usage,
+                        self.lines(usage, trigger), self._notes(usage, trigger))
+
+    def _notes(self, usage: Usage, trigger: str) -> list[str]:
+        notes = [f"started by: {trigger} trigger" + (" (one custom event each)" if trigger == "event" else "")]
+        missing = sorted(child for child in usage.children if child not in self.definitions)
+        if missing:
+            notes.append(f"sub-workflows not found next to the file, not included: {', '.join(missing)}")
+        measured = sorted({self.figures.of(k).source for k in usage.invocations} - {"default"})
+        defaulted = sorted(k for k in usage.invocations if self.figures.of(k).source == "default")
+        if self.options.duration_ms is not None:
+            notes.append(f"every invocation billed {self.options.duration_ms:g} ms (--duration-ms)")
+        if measured:
+            notes.append("measured figures: " + "; ".join(self.figures.sources))
+        if defaulted:
+            notes.append(f"defaults ({DEFAULT_DURATION_MS:g} ms, 1 unit per DynamoDB request) for: "
+                         + ", ".join(defaulted))
+        if any(k.startswith("action:") and self.figures.of(k).source == "default" for k in usage.invocations):
+            notes.append("actions' own AWS calls are only included where bench/state_writes.py counted them")
+        notes.append("a decision takes its most expensive branch; retries, failures, CloudWatch Logs, X-Ray, "
+                     "storage and free tiers are not included")
+        return notes
+
+
+def resolve_trigger(definition: Any, wanted: str) -> str:
+    if wanted != "auto":
+        return wanted
+    kinds = [str(getattr(t, "type", "")) for t in getattr(definition, "triggers", [])]
+    for kind in ("event", "schedule"):
+        if kind in kinds:
+            return kind
+    return "manual"
+
+
+def estimate_file(path: Path, options: Options | None = None, results_dir: Path | None = None) -> Estimate:
+    """Load ``path`` (and the definitions next to it, for sub-workflows) and estimate its cost."""
+    from coafi.definitions import find_project_root, load_definition
+    from coafi.definitions.loader import definition_files
+
+    definition = load_definition(path)
+    definitions: dict[str, Any] = {}
+    for other in definition_files([path.parent]):
+        if other.resolve() == path.resolve():
+            continue
+        try:
+            sibling = load_definition(other)
+        except Exception:  # a broken neighbour does not stop the estimate; it is only needed as a child
+            continue
+        definitions.setdefault(sibling.id, sibling)
+    definitions[definition.id] = definition
+    if results_dir is None:
+        root = find_project_root(path.resolve().parent) or Path.cwd()
+        results_dir = root / RESULTS_DIR
+    figures = Figures.from_results(load_figures(results_dir))
+    return Estimator(definitions, figures, options or Options()).estimate(definition.id)
