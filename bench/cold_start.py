@@ -1,0 +1,321 @@
+"""Cold start of each Lambda function: the import time of its handler module in a fresh interpreter.
+
+    .venv/bin/python bench/cold_start.py [--runs N] [--only NAME ...]
+
+Set up like Lambda's python3.12 runtime: the function folder (``/var/task``) first on ``sys.path``, then the
+shared layer (``/opt/python``, built by ``infra/bundling.py`` for CPython 3.12, the same folder ``cdk synth``
+deploys), the standard library, and last the AWS SDK the runtime provides (``/var/runtime``: the boto3 the local
+cloud installs for its Lambdas in ``.coafi/lambda-runtime/python3.12``, else this venv's). The interpreter is
+Python 3.12 from pyenv when there is one (what the layer's binary wheels are built for), else this one; the
+output says which.
+
+Each run is a new process (``python -B -I -c ...``) and is timed from outside (spawn to exit); per function:
+
+- **bare**: ``python -c pass`` with the same paths: the baseline, measured in the same run;
+- **import**: ``import handler``; the figure the goal is about: ``import - bare`` under 150 ms;
+- **first call**: ``import handler`` plus what the first invocation loads lazily: a Powertools ``Logger`` and a
+  boto3 DynamoDB client (no request is sent).
+
+Figures are medians of N runs, interleaved. Two variants: **as deployed** (copies of the folders *without*
+bytecode: Lambda's ``/var/task`` and ``/opt`` are read-only, so every cold start compiles every module from
+source, and the layer ships no ``.pyc``) and **with bytecode** (the same copies compiled first, unchecked-hash
+``.pyc``). One more ``-X importtime`` run per function, as deployed, says where the time goes.
+
+Also each function's deployment package (its folder zipped, as CDK excludes) and the layer's size, zipped and
+unzipped. Written to ``bench/results/cold_start.json`` (``coafi cost`` reads the INIT durations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from coafi.cost import save_figures
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+BUILD_DIR = REPO_ROOT / ".coafi" / "build"
+RUNTIME_SDK = REPO_ROOT / ".coafi" / "lambda-runtime" / "python3.12"
+LAMBDA_PYTHON = "3.12"
+GOAL_MS = 150.0
+#: infra/constructs/function.py CODE_EXCLUDES (not imported: that would load the CDK).
+CODE_EXCLUDES = ("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", "tests")
+LAYER_EXCLUDES = (".coafi-layer-hash", "__pycache__", "*.pyc")
+FIRST_CALL = (
+    "from aws_lambda_powertools import Logger; Logger(); import coafi.aws; coafi.aws.client('dynamodb')"
+)
+ENVIRONMENT = {
+    "COAFI_TABLE_NAME": "bench-state", "COAFI_EVENT_BUS_NAME": "bench-bus", "COAFI_RETENTION_DAYS": "30",
+    "POWERTOOLS_SERVICE_NAME": "bench", "POWERTOOLS_METRICS_NAMESPACE": "Bench", "POWERTOOLS_LOG_LEVEL": "INFO",
+    "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+}
+
+
+# -- what runs ------------------------------------------------------------------------------------------------
+def function_folders() -> dict[str, Path]:
+    """``state`` and every action folder with a ``handler.py``, by name."""
+    folders = {"state": FUNCTIONS_DIR / "state"}
+    folders |= {p.parent.name: p.parent for p in sorted((FUNCTIONS_DIR / "actions").glob("*/handler.py"))}
+    return folders
+
+
+def _load_bundling() -> ModuleType:
+    """infra/bundling.py on its own: importing the ``infra`` package would start the CDK."""
+    spec = importlib.util.spec_from_file_location("coafi_bench_bundling", REPO_ROOT / "infra" / "bundling.py")
+    if spec is None or spec.loader is None:
+        raise ImportError("infra/bundling.py not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def shared_layer() -> Path:
+    """The layer's ``python/`` folder, built (or found up to date) exactly as ``cdk synth`` builds it."""
+    bundling = _load_bundling()
+    build = bundling.build_shared_layer(FUNCTIONS_DIR / "requirements.txt", BUILD_DIR)
+    return Path(build.path) / "python"
+
+
+def interpreter() -> tuple[Path, str]:
+    """Python 3.12 (the Lambda runtime's) if pyenv has it, else this interpreter; and a description."""
+    candidates = [Path(p) for p in (shutil.which(f"python{LAMBDA_PYTHON}"),) if p]
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += sorted((root / "versions").glob(f"{LAMBDA_PYTHON}.*/bin/python{LAMBDA_PYTHON}"), reverse=True)
+    for candidate in candidates:
+        probe = subprocess.run([str(candidate), "-c", "import sys; print(sys.version.split()[0])"],
+                               capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and probe.stdout.startswith(LAMBDA_PYTHON):
+            return candidate, f"Python {probe.stdout.strip()} ({candidate}), like Lambda's python3.12"
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Path(sys.executable), f"Python {version} ({sys.executable}): no Python {LAMBDA_PYTHON} found"
+
+
+def runtime_sdk() -> tuple[Path, str]:
+    if (RUNTIME_SDK / "boto3").is_dir():
+        return RUNTIME_SDK, f"boto3 of the local Lambda runtime ({RUNTIME_SDK.relative_to(REPO_ROOT)})"
+    import boto3
+
+    site = Path(boto3.__file__).resolve().parent.parent
+    return site, f"boto3 of this venv ({site}); run `coafi local up` once for the runtime's own copy"
+
+
+def _ignore(patterns: tuple[str, ...]) -> Any:
+    return shutil.ignore_patterns(*patterns)
+
+
+@dataclass
+class Sandbox:
+    """Copies of the folders, without bytecode, in a temp dir: /var/task per function, /opt/python, /var/runtime."""
+
+    root: Path
+    tasks: dict[str, Path]
+    layer: Path
+    runtime: Path
+
+    @classmethod
+    def create(cls, root: Path, folders: dict[str, Path], layer: Path, sdk: Path) -> Sandbox:
+        tasks = {}
+        for name, folder in folders.items():
+            tasks[name] = root / "task" / name
+            shutil.copytree(folder, tasks[name], ignore=_ignore(CODE_EXCLUDES))
+        shutil.copytree(layer, root / "opt" / "python", ignore=_ignore(LAYER_EXCLUDES))
+        runtime = root / "runtime"
+        runtime.mkdir()
+        for package in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py"):
+            if (sdk / package).is_dir():
+                shutil.copytree(sdk / package, runtime / package, ignore=_ignore(("__pycache__",)))
+            elif (sdk / package).is_file():
+                shutil.copy2(sdk / package, runtime / package)
+        return cls(root, tasks, root / "opt" / "python", runtime)
+
+    def compile(self, python: Path, include_runtime_only: bool = False) -> None:
+        """Unchecked-hash bytecode for the copies (with the interpreter that will run them)."""
+        targets = [self.runtime] if include_runtime_only else [self.runtime, self.layer, *self.tasks.values()]
+        for target in targets:
+            subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+                            "unchecked-hash", str(target)], check=True, capture_output=True)
+
+
+# -- timing ---------------------------------------------------------------------------------------------------
+def program(sandbox: Sandbox, name: str, body: str) -> str:
+    paths = [str(sandbox.tasks[name]), str(sandbox.layer)]
+    return f"import sys; sys.path[:0] = {paths!r}; sys.path.append({str(sandbox.runtime)!r}){body}"
+
+
+def timed(python: Path, code: str, env: dict[str, str], extra: tuple[str, ...] = ()) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run([str(python), "-B", "-I", *extra, "-c", code], env=env, capture_output=True, text=True,
+                          check=False)
+    elapsed = (time.perf_counter() - started) * 1000
+    if done.returncode != 0:
+        raise RuntimeError(f"{code!r} failed:\n{done.stderr[-2000:]}")
+    return elapsed, done.stderr
+
+
+@dataclass
+class Timing:
+    bare: list[float] = field(default_factory=list)
+    imported: list[float] = field(default_factory=list)
+    first_call: list[float] = field(default_factory=list)
+
+    def medians(self) -> dict[str, float]:
+        bare, imported, first = (statistics.median(v) for v in (self.bare, self.imported, self.first_call))
+        return {"bare_ms": bare, "import_ms": imported, "import_over_bare_ms": imported - bare,
+                "first_call_ms": first, "first_call_over_bare_ms": first - bare}
+
+
+def measure(python: Path, sandbox: Sandbox, name: str, runs: int, env: dict[str, str]) -> Timing:
+    timing = Timing()
+    codes = {key: program(sandbox, name, body) for key, body in
+             (("bare", ""), ("imported", "; import handler"), ("first_call", f"; import handler; {FIRST_CALL}"))}
+    timed(python, codes["first_call"], env)  # warm the page cache: the first spawn reads every file from disk
+    for _ in range(runs):
+        for key, code in codes.items():
+            getattr(timing, key).append(timed(python, code, env)[0])
+    return timing
+
+
+# -- where the time goes ------------------------------------------------------------------------------------
+def import_breakdown(stderr: str) -> tuple[dict[str, float], dict[str, float]]:
+    """From ``-X importtime``: milliseconds by top-level package (self times summed) and by direct import of the
+    handler module (cumulative)."""
+    by_package: dict[str, float] = defaultdict(float)
+    direct: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        self_us, cumulative_us, raw = line.split(":", 1)[1].split("|")
+        depth = (len(raw) - len(raw.lstrip()) - 1) // 2
+        module = raw.strip()
+        by_package[module.split(".")[0]] += int(self_us) / 1000
+        if depth == 1:  # the handler is at depth 0 (imported by -c), its own imports at depth 1
+            direct[module] = int(cumulative_us) / 1000
+    return dict(by_package), direct
+
+
+def top(values: dict[str, float], n: int) -> str:
+    ranked = sorted(values.items(), key=lambda kv: kv[1], reverse=True)[:n]
+    return ", ".join(f"{k} {v:.0f}" for k, v in ranked)
+
+
+# -- sizes ----------------------------------------------------------------------------------------------------
+def zipped_size(folder: Path, excludes: tuple[str, ...]) -> tuple[int, int]:
+    """(zipped, unzipped) bytes of a folder as CDK would package it."""
+    buffer = io.BytesIO()
+    unzipped = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder)
+            if not path.is_file() or any(fnmatch(part, p) for part in rel.parts for p in excludes):
+                continue
+            archive.write(path, rel.as_posix())
+            unzipped += path.stat().st_size
+    return len(buffer.getvalue()), unzipped
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+def verdict(over_bare_ms: float) -> str:
+    return "ok" if over_bare_ms < GOAL_MS else "MISS"
+
+
+def _columns(figures: dict[str, float] | None) -> str:
+    if figures is None:
+        return f"{'-':>6} {'-':>5} {'':>4} {'-':>8} {'-':>5}"
+    return (f"{figures['import_ms']:>6.0f} {figures['import_over_bare_ms']:>5.0f} "
+            f"{verdict(figures['import_over_bare_ms']):>4} {figures['first_call_ms']:>8.0f} "
+            f"{figures['first_call_over_bare_ms']:>5.0f}")
+
+
+def report(rows: dict[str, dict[str, Any]], layer_sizes: tuple[int, int], notes: list[str]) -> str:
+    head = (f"{'function':<26} | {'bare':>4} {'import':>6} {'over':>5} {'goal':>4} {'1st call':>8} {'over':>5} | "
+            f"{'import':>6} {'over':>5} {'goal':>4} {'1st call':>8} {'over':>5} | {'package':>8}")
+    lines = [*notes, "", f"{'ms, medians; over = minus bare':<26} | as deployed (no bytecode){'':<21} | "
+             f"with bytecode (.pyc shipped)", head, "-" * len(head)]
+    for name, row in rows.items():
+        cold, warm = row["as_deployed"], row.get("with_bytecode")
+        lines.append(f"{name:<26} | {cold['bare_ms']:>4.0f} {_columns(cold)} | {_columns(warm)} | "
+                     f"{row['package_bytes'] / 1024:>6.1f}KB")
+    lines += ["", f"goal: import - bare < {GOAL_MS:.0f} ms. shared layer: {layer_sizes[0] / 2**20:.1f} MB zipped, "
+                  f"{layer_sizes[1] / 2**20:.1f} MB unzipped (Lambda's limit: 250 MB unzipped, function + layers)", "",
+              "where the import time goes (-X importtime, ms; importtime itself adds overhead):"]
+    for name, row in rows.items():
+        for variant in ("as_deployed", "with_bytecode"):
+            breakdown = row.get(f"importtime_{variant}")
+            if breakdown:
+                label = f"{name} ({variant.replace('_', ' ')})"
+                lines.append(f"  {label}: by package: {top(breakdown['by_package'], 6)}")
+                lines.append(f"  {' ' * len(label)}  handler imports: {top(breakdown['direct_imports'], 4)}")
+    return "\n".join(lines)
+
+
+def breakdown(python: Path, sandbox: Sandbox, name: str, env: dict[str, str]) -> dict[str, dict[str, float]]:
+    _, importtime = timed(python, program(sandbox, name, "; import handler"), env, ("-X", "importtime"))
+    by_package, direct = import_breakdown(importtime)
+    return {"by_package": by_package, "direct_imports": direct}
+
+
+def measure_function(python: Path, sandbox: Sandbox, name: str, runs: int, env: dict[str, str]) -> dict[str, Any]:
+    cold = measure(python, sandbox, name, runs, env).medians()
+    return {"as_deployed": cold, "importtime_as_deployed": breakdown(python, sandbox, name, env),
+            "init_ms": cold["first_call_ms"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per command; medians are reported")
+    parser.add_argument("--only", action="append", default=[], help="function name (state, or an action folder)")
+    parser.add_argument("--no-bytecode-variant", action="store_true", help="skip the 'with bytecode' runs")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/cold_start.json")
+    args = parser.parse_args(argv)
+    folders = {k: v for k, v in function_folders().items() if not args.only or k in args.only}
+    python, python_note = interpreter()
+    sdk, sdk_note = runtime_sdk()
+    layer = shared_layer()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), **ENVIRONMENT}
+    notes = [f"Cold start: {len(folders)} function(s), {args.runs} run(s) each", f"interpreter: {python_note}",
+             f"layer: {layer.relative_to(REPO_ROOT)} (built by infra/bundling.py for CPython 3.12)",
+             f"runtime SDK: {sdk_note}, compiled (assumed shipped with bytecode by the runtime)"]
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="coafi-cold-") as tmp:
+        sandbox = Sandbox.create(Path(tmp), folders, layer, sdk)
+        sandbox.compile(python, include_runtime_only=True)
+        for name in folders:
+            rows[name] = measure_function(python, sandbox, name, args.runs, env)
+            print(f"measured {name}", file=sys.stderr)
+        if not args.no_bytecode_variant:
+            sandbox.compile(python)
+            for name in folders:
+                rows[name]["with_bytecode"] = measure(python, sandbox, name, args.runs, env).medians()
+                rows[name]["importtime_with_bytecode"] = breakdown(python, sandbox, name, env)
+    for name, folder in folders.items():
+        rows[name]["package_bytes"], rows[name]["package_unzipped_bytes"] = zipped_size(folder, CODE_EXCLUDES)
+    layer_sizes = zipped_size(layer, LAYER_EXCLUDES)
+    print(report(rows, layer_sizes, notes))
+    if not args.no_save:
+        path = save_figures(REPO_ROOT, "cold_start", {
+            "interpreter": python_note, "runtime_sdk": sdk_note, "runs": args.runs, "goal_ms": GOAL_MS,
+            "layer_bytes": layer_sizes[0], "layer_unzipped_bytes": layer_sizes[1], "functions": rows,
+        })
+        print(f"\nfigures written to {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
