@@ -58,6 +58,8 @@ def cmd_local(args: argparse.Namespace) -> int:
     from coafi.local import harness
 
     root = _project_root()
+    if args.action in ("clock", "schedules"):
+        return _local_time(args, root)
     if args.action == "up":
         info = harness.up(project_root=root)
         print(f"local cloud {'started' if info.started else 'already running'} at {info.endpoint}")
@@ -70,6 +72,27 @@ def cmd_local(args: argparse.Namespace) -> int:
     status = harness.status(project_root=root)
     print(status.model_dump_json(indent=2) if hasattr(status, "model_dump_json") else status)
     return 0 if getattr(status, "running", False) else 3
+
+
+def _local_time(args: argparse.Namespace, root: Path) -> int:
+    from coafi.local import schedules
+
+    if args.action == "clock":
+        clock = schedules.local_clock(root)
+        if args.verb == "advance":
+            if not args.duration:
+                raise SystemExit("coafi local clock advance needs a duration, e.g. 3d, 2h, 15m, 90s")
+            clock.advance(schedules.parse_duration(args.duration))
+        elif args.verb == "reset":
+            clock.reset()
+        print(f"local clock: {clock.now().isoformat(timespec='seconds')} (offset {clock.offset()})")
+        return 0
+    fired = schedules.tick(root)
+    for f in fired:
+        print(f"{'fired' if f.ok else 'FAILED'}  {f.group}/{f.schedule} @ {f.scheduled_time.isoformat()} -> {f.target}"
+              + (f"  {f.error}" if f.error else ""))
+    print(f"{len(fired)} occurrence(s) fired")
+    return 0 if all(f.ok for f in fired) else 1
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -106,8 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the definition format (for editors)")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("local", help="the embedded local cloud (LocalStack on this host, no Docker)")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p = sub.add_parser(
+        "local", help="the embedded local cloud (LocalStack on this host, no Docker)",
+        description="up/down/status: the embedded LocalStack. clock show|advance DURATION|reset: the local clock "
+        "that schedules fire on (advance 3d makes a three-day delay due now). schedules tick: fire due "
+        "EventBridge Scheduler schedules now (the embedded cloud also does so every second).",
+    )
+    p.add_argument("action", choices=["up", "down", "status", "clock", "schedules"])
+    p.add_argument("verb", nargs="?", default="show", help="clock: show|advance|reset; schedules: tick")
+    p.add_argument("duration", nargs="?", help="for clock advance: 90s, 15m, 2h, 3d")
     p.set_defaults(func=cmd_local)
 
     p = sub.add_parser("deploy", help="deploy the CDK app (to AWS, or with --local to the local cloud)")

@@ -170,6 +170,9 @@ def localstack_environment(layout: LocalLayout, interpreters: Mapping[str, Path]
             "LAMBDA_RUNTIME_EXECUTOR": LAMBDA_EXECUTOR,
             "COAFI_LAMBDA_INTERPRETERS": json.dumps({rt: str(p) for rt, p in interpreters.items()}),
             "COAFI_LAMBDA_RUNTIME_SITE": str(layout.lambda_runtime_dir),
+            # the plugin fires due EventBridge Scheduler schedules (LocalStack never does) on this clock
+            "COAFI_CLOCK_FILE": str(layout.clock_file),
+            "COAFI_SCHEDULES_STATE_FILE": str(layout.schedules_state_file),
             # unzipped Lambda code, temp files and plux' entry-point cache stay inside .coafi/
             "TMPDIR": str(layout.tmp_dir),
             "XDG_CACHE_HOME": str(layout.filesystem_root / "cache"),

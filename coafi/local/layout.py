@@ -103,3 +103,13 @@ class LocalLayout:
     @property
     def lock_file(self) -> Path:
         return self.state_dir / "up.lock"
+
+    @property
+    def clock_file(self) -> Path:
+        """Offset of the local clock (``coafi local clock``), read by the local schedule firing."""
+        return self.state_dir / "clock.json"
+
+    @property
+    def schedules_state_file(self) -> Path:
+        """When each local schedule last fired."""
+        return self.state_dir / "schedules.json"
