@@ -17,6 +17,9 @@ class FunctionSettings(BaseModel):
     table_name: str = Field(alias="COAFI_TABLE_NAME", min_length=1)
     event_bus_name: str | None = Field(None, alias="COAFI_EVENT_BUS_NAME")
     retention_days: int = Field(30, alias="COAFI_RETENTION_DAYS", ge=1)
+    payload_bucket: str | None = Field(
+        None, alias="COAFI_PAYLOAD_BUCKET", description="S3 bucket for payloads too large for a DynamoDB item"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FunctionSettings:

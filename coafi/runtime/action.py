@@ -6,8 +6,9 @@
     def handler(event: StepEvent) -> dict:
         return {"greeting": f"hello {event.input['name']}"}
 
-It parses the step event, records the attempt in the state table (RUNNING, then SUCCEEDED with the output
-or FAILED with the error), and re-raises failures so Step Functions' Retry and Catch see the error's class.
+It parses the step event, records the attempt in the state table's history (STEP_STARTED, then
+STEP_SUCCEEDED with the output or STEP_FAILED with the error: one write each), and re-raises failures so
+Step Functions' Retry and Catch see the error's class.
 """
 
 from __future__ import annotations
@@ -88,18 +89,19 @@ def action(fn: ActionFunction) -> LambdaHandler:
                            attempt=ctx.attempt + 1)
         logger.set_correlation_id(ctx.executionId)
         settings = function_settings()
-        store = StateStore(settings.table_name, retention_days=settings.retention_days)
-        started_at = store.step_started(ctx.executionId, ctx.workflowId, ctx.stepId, step_name=ctx.stepName,
-                                        step_type="task", action=ctx.action)
+        store = StateStore(settings.table_name, retention_days=settings.retention_days,
+                           payload_bucket=settings.payload_bucket)
+        store.step_started(ctx.executionId, ctx.stepId, step_name=ctx.stepName, step_type="task",
+                           action=ctx.action)
         logger.info("step started")
         try:
             output = fn(step)
         except Exception as exc:
             error = {"type": type(exc).__name__, "message": str(exc)}
-            store.step_failed(ctx.executionId, ctx.stepId, error, started_at=started_at)
+            store.step_failed(ctx.executionId, ctx.stepId, error)
             logger.warning("step failed", extra={"error_type": error["type"], "error": error["message"]})
             raise
-        store.step_succeeded(ctx.executionId, ctx.stepId, output, started_at=started_at)
+        store.step_succeeded(ctx.executionId, ctx.stepId, output)
         logger.info("step succeeded")
         return output
 

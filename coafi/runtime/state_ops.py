@@ -120,21 +120,18 @@ def apply(operation: StartOp | FinishOp | DecideOp | StepOp, store: StateStore) 
         return result
     if isinstance(operation, DecideOp):
         output = {"branch": operation.branch, "next": operation.next}
-        store.record_step(operation.executionId, operation.workflowId, operation.stepId,
+        store.record_step(operation.executionId, operation.stepId,
                           step_name=operation.stepName or operation.stepId, step_type="decision",
                           status="SUCCEEDED", output=output)
-        store.steps_skipped(operation.executionId, operation.workflowId,
-                            [s.model_dump() for s in operation.skipped])
+        store.steps_skipped(operation.executionId, [s.model_dump() for s in operation.skipped])
         return output
     if operation.status == "RUNNING":
-        store.step_started(operation.executionId, operation.workflowId, operation.stepId,
+        store.step_started(operation.executionId, operation.stepId,
                            step_name=operation.stepName or operation.stepId, step_type=operation.stepType,
                            action=operation.action)
         return {}
-    started_at = store.step_started_at(operation.executionId, operation.stepId)
     if operation.status == "SUCCEEDED":
-        store.step_succeeded(operation.executionId, operation.stepId, operation.output, started_at=started_at)
+        store.step_succeeded(operation.executionId, operation.stepId, operation.output)
     else:
-        store.step_failed(operation.executionId, operation.stepId, error_info(operation.error),
-                          started_at=started_at)
+        store.step_failed(operation.executionId, operation.stepId, error_info(operation.error))
     return {}

@@ -35,6 +35,7 @@ from coafi.state import StateStore, StepRecord
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 TABLE = "coafi-test-state"
+PAYLOAD_BUCKET = "coafi-test-payloads"
 BUS = "coafi-test-bus"
 STATE_FUNCTION = "coafi-state"
 
@@ -97,6 +98,7 @@ class InProcessCloud:
         self._set_env({
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION, "COAFI_TABLE_NAME": TABLE, "COAFI_EVENT_BUS_NAME": BUS,
+            "COAFI_PAYLOAD_BUCKET": PAYLOAD_BUCKET,
             "POWERTOOLS_METRICS_NAMESPACE": "CoafiTest", "POWERTOOLS_SERVICE_NAME": "coafi-test",
             "AWS_ENDPOINT_URL": None,
         })
@@ -149,13 +151,10 @@ class InProcessCloud:
     # -- resources -------------------------------------------------------------------------------
     def _create_resources(self) -> None:
         from coafi import aws
+        from coafi.state import schema
 
-        aws.client("dynamodb").create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                                  {"AttributeName": "SK", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-        )
+        schema.create_table(aws.client("dynamodb"), TABLE)  # the deployed table's keys, indexes and TTL
+        aws.client("s3").create_bucket(Bucket=PAYLOAD_BUCKET)
         aws.client("events").create_event_bus(Name=BUS)
         role = aws.client("iam").create_role(RoleName="coafi-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         self.handlers.setdefault(STATE_FUNCTION, self._import(self.core_root / "functions/state/handler.py"))
