@@ -24,7 +24,7 @@ def test_compile(capsys: pytest.CaptureFixture[str]) -> None:
 def test_state_writes_counts_the_sample_workflow(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench("state_writes").main(["--executions", "1", "--no-save"]) == 0
     out = capsys.readouterr().out
-    assert "step-record writes per step" in out and "state:start" in out
+    assert "writes per step" in out and "state:start" in out
 
 
 def test_state_writes_item_sizes_follow_dynamodb_rules() -> None:
