@@ -24,6 +24,8 @@ from coafi.state.errors import PayloadTooLarge, PayloadUnavailable
 #: Payload bytes one item may hold inline; the rest of the item (keys, times, names) stays far below the
 #: 400 KB limit's remaining 50 KB.
 MAX_INLINE_BYTES = 350_000
+#: Every payload object lives under this prefix of the payload bucket (what the functions' grant covers).
+OBJECT_ROOT = "executions/"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Attr = dict[str, Any]
@@ -178,4 +180,4 @@ class Payloads:
 
 def object_prefix(execution_id: str) -> str:
     """Where an execution's payload objects live: one prefix per execution, so it can be deleted as a whole."""
-    return f"executions/{quote(execution_id, safe='')}/"
+    return f"{OBJECT_ROOT}{quote(execution_id, safe='')}/"

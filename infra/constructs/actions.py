@@ -33,6 +33,7 @@ class Actions(Construct):
             environment=self.core.function_environment(name, event_bus=True),
             removal_policy=self.core.removal_policy,
         )
+        self.core.grant_state_access(action)  # its output may be a payload too large for the table
         self._grant_events(action)
         return action
 

@@ -1,8 +1,9 @@
-"""The shared resources: state table, bus, queues, schedule group, layer, functions, outputs."""
+"""The shared resources: state table, payload bucket, bus, queues, schedule group, layer, functions, outputs."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_cdk.assertions import Match
 
@@ -30,6 +31,78 @@ def test_state_table_has_keys_pitr_encryption_and_ttl(sample: Synth) -> None:
             "DeletionPolicy": "Delete",
         },
     )
+
+
+def test_state_table_has_the_sparse_indexes_of_find_executions(sample: Synth) -> None:
+    from coafi.state import schema
+
+    table = next(iter(sample.of_type("AWS::DynamoDB::GlobalTable").values()))["Properties"]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"byWorkflow", "byWorkflowStatus", "byStatus"}
+    for index in schema.INDEXES:
+        assert indexes[index.name]["KeySchema"] == [{"AttributeName": index.partition_key, "KeyType": "HASH"},
+                                                    {"AttributeName": "idxStart", "KeyType": "RANGE"}]
+        assert indexes[index.name]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": [
+            "executionId", "workflowId", "workflowVersion", "status", "startTime", "endTime"]}
+    assert {"AttributeName": "idxStart", "AttributeType": "S"} in table["AttributeDefinitions"]
+    # the in-process tier creates exactly this table
+    created = schema.create_table_arguments("t")
+    assert created["KeySchema"] == table["KeySchema"]
+    assert sorted(created["AttributeDefinitions"], key=str) == sorted(table["AttributeDefinitions"], key=str)
+    assert {i["IndexName"]: (i["KeySchema"], i["Projection"]) for i in created["GlobalSecondaryIndexes"]} == {
+        name: (i["KeySchema"], i["Projection"]) for name, i in indexes.items()}
+
+
+def _buckets(synth: Synth) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
+    """(payload bucket id, properties, access log bucket id, properties)."""
+    buckets = synth.of_type("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    payload_id = next(k for k, b in buckets.items() if "LoggingConfiguration" in b["Properties"])
+    log_id = next(k for k in buckets if k != payload_id)
+    return payload_id, buckets[payload_id]["Properties"], log_id, buckets[log_id]["Properties"]
+
+
+def test_payload_bucket_is_private_encrypted_ssl_only_logged_and_expires(sample: Synth) -> None:
+    payload_id, payload, log_id, log = _buckets(sample)
+    for props in (payload, log):
+        assert props["BucketEncryption"] == {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True}
+        assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert payload["LoggingConfiguration"] == {"DestinationBucketName": {"Ref": log_id}, "LogFilePrefix": "payloads/"}
+    (rule,) = payload["LifecycleConfiguration"]["Rules"]
+    # objects outlive the items pointing at them: retention (30) + backstop (366) + margin (7)
+    assert rule["ExpirationInDays"] == 30 + 366 + 7
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert log["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 90
+    policies = list(sample.of_type("AWS::S3::BucketPolicy").values())
+    for bucket_id in (payload_id, log_id):
+        (policy,) = [p for p in policies if p["Properties"]["Bucket"] == {"Ref": bucket_id}]
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert {"Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}, "Effect": "Deny",
+                "Principal": {"AWS": "*"}} in [{k: v for k, v in s.items() if k != "Resource"} for s in statements]
+    assert sample.resources[payload_id]["DeletionPolicy"] == "Delete"
+
+
+def test_retained_data_keeps_the_payloads(focused: Synth) -> None:
+    payload_id, _, _, _ = _buckets(focused)
+    assert focused.resources[payload_id]["DeletionPolicy"] == "Retain"
+
+
+def test_every_function_may_put_and_get_payload_objects_and_nothing_else_there(sample: Synth) -> None:
+    payload_id, _, log_id, _ = _buckets(sample)
+    for function in sample.of_type("AWS::Lambda::Function").values():
+        assert function["Properties"]["Environment"]["Variables"]["COAFI_PAYLOAD_BUCKET"] == {"Ref": payload_id}
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        s3_statements = [s for s in sample.role_statements(role_id)
+                         if any(str(a).startswith("s3:") for a in _as_list(s["Action"]))]
+        assert s3_statements == [{
+            "Action": ["s3:GetObject", "s3:PutObject"], "Effect": "Allow",
+            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [payload_id, "Arn"]}, "/executions/*"]]},
+        }]
+        assert log_id not in json.dumps(sample.role_statements(role_id))
 
 
 def test_retain_data_keeps_and_protects_the_table(focused: Synth) -> None:
@@ -95,17 +168,21 @@ def test_the_focused_project_deploys_only_folders_with_a_handler(focused: Synth)
                             "COAFI state function of Focus: records executions and steps"]
 
 
-def test_function_roles_reach_only_their_log_group_the_table_and_the_bus(sample: Synth) -> None:
+def test_function_roles_reach_only_their_log_group_the_table_the_payloads_and_the_bus(sample: Synth) -> None:
     table_id = next(iter(sample.of_type("AWS::DynamoDB::GlobalTable")))
     bus_id = next(iter(sample.of_type("AWS::Events::EventBus")))
     for function in sample.of_type("AWS::Lambda::Function").values():
         role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
         role = sample.resources[role_id]["Properties"]
         assert "ManagedPolicyArns" not in role, "no AWSLambdaBasicExecutionRole: logs go to the own group only"
-        resources = {json.dumps(s["Resource"], sort_keys=True) for s in sample.role_statements(role_id)}
+        resources = {json.dumps(r, sort_keys=True) for s in sample.role_statements(role_id)
+                     for r in _as_list(s["Resource"])}
         log_group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        payload_id = _buckets(sample)[0]
         allowed = {json.dumps(r, sort_keys=True) for r in (
             {"Fn::GetAtt": [log_group, "Arn"]}, {"Fn::GetAtt": [table_id, "Arn"]},
+            {"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/*"]]},  # find_executions
+            {"Fn::Join": ["", [{"Fn::GetAtt": [payload_id, "Arn"]}, "/executions/*"]]},  # large payloads
             {"Fn::GetAtt": [bus_id, "Arn"]}, "*",  # "*": X-Ray only, see test_security
         )}
         assert resources <= allowed
@@ -130,3 +207,7 @@ def test_outputs(sample: Synth) -> None:
     assert workflow_ids == {m["Properties"]["StateMachineName"].removeprefix("Coafi-") for m in machines}
     refs = [part["Ref"] for part in joined if isinstance(part, dict)]
     assert all(sample.resources[r]["Type"] == "AWS::StepFunctions::StateMachine" for r in refs)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
