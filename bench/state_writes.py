@@ -21,7 +21,9 @@ handler hands to a thread pool is counted as the handler's. The goal of the issu
 transition (a step's status change: RUNNING, then SUCCEEDED or FAILED, per attempt); ratios are measured / 2.
 
 Also written to ``bench/results/state_writes.json`` (per Lambda function and operation: invocations, median
-duration in process, DynamoDB requests and units, events put), which ``coafi cost`` reads.
+duration in process, DynamoDB requests and units, events put), which ``coafi cost`` reads. There, a TTL stamp the
+finishing execution writes on an item counts as a (deferred) write of the operation that created the item, so the
+figures of an operation do not depend on the size of the workflow it ran in.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ REQUEST: dict[str, Any] = {
     "metadata": {"userId": "ada", "role": "editor", "requestId": "bench-1"},
 }
 GOAL_WRITES_PER_STEP = 2.0
+TTL_ATTRIBUTE = "expiresAt"  # coafi.state.schema.TTL_ATTRIBUTE
 READ_OPS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 
 
@@ -107,6 +110,7 @@ class ItemWrite:
     record: str  # execution | workflow | step | checkpoint | other (COAFI's EXEC# items) | app (anything else)
     units: int  # table write units
     index_units: int  # write units of the global secondary indexes the write changed
+    stamp: bool = False  # an update of the TTL attribute alone, on an item another invocation created
 
 
 @dataclass
@@ -122,14 +126,20 @@ class Invocation:
     duration_ms: float = 0.0
     calls: list[Call] = field(default_factory=list)
     events: int = 0
+    #: TTL stamps other invocations later wrote on items this one created: its writes, deferred.
+    deferred: list[ItemWrite] = field(default_factory=list)
+
+    def own_writes(self) -> list[ItemWrite]:
+        return [w for c in self.calls for w in c.writes if not w.stamp]
 
     @property
     def writes(self) -> int:
-        return sum(len(c.writes) for c in self.calls)
+        """Items it wrote plus the TTL stamps deferred to it (stamps it made for others are theirs)."""
+        return len(self.own_writes()) + len(self.deferred)
 
     @property
     def wru(self) -> int:
-        return sum(w.units + w.index_units for c in self.calls for w in c.writes)
+        return sum(w.units + w.index_units for w in [*self.own_writes(), *self.deferred])
 
     @property
     def reads(self) -> int:
@@ -147,6 +157,14 @@ def operation_key(function: str, event: Any) -> str:
     if op == "step":
         return f"state:step-{event.get('status', '?')}"
     return f"state:{op}"
+
+
+def ttl_stamp(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    """Only the TTL attribute changed."""
+    if before is None or after is None:
+        return False
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    return changed == {TTL_ATTRIBUTE}
 
 
 def record_kind(key: dict[str, Any], image: dict[str, Any] | None) -> str:
@@ -218,6 +236,7 @@ class CallCounter:
         self.invocations: list[Invocation] = []
         self.lock = threading.Lock()
         self.tables: dict[str, Table] = {}
+        self.creators: dict[str, Invocation] = {}  # item -> the invocation that created it
         self.active = False  # an execution is running: calls outside any invocation are still counted
         self.unattributed = Invocation("unattributed")
 
@@ -281,7 +300,7 @@ class CallCounter:
         invocation, asked = self.current(), context.get("coafi_bench")
         if invocation is None or asked is None:
             return
-        invocation.calls.append(self._call(model.name, asked, parsed))
+        invocation.calls.append(self._call(invocation, model.name, asked, parsed))
 
     def on_events_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         invocation = self.current()
@@ -316,13 +335,20 @@ class CallCounter:
             return found
         return []
 
-    def _call(self, operation: str, asked: dict[str, Any], parsed: dict[str, Any]) -> Call:
+    def _call(self, invocation: Invocation, operation: str, asked: dict[str, Any], parsed: dict[str, Any]) -> Call:
         params, call = asked["params"], Call(operation)
         for (table, key, times), before in zip(asked["targets"], asked["before"], strict=True):
             after = self._get(table, key)
             units = times * write_units(item_size(before), item_size(after))
-            call.writes.append(ItemWrite(record_kind(key, after or before), units,
-                                         self.table(table).index_units(before, after)))
+            write = ItemWrite(record_kind(key, after or before), units, self.table(table).index_units(before, after))
+            name = f"{table}/{sorted(key.items())}"
+            creator = self.creators.get(name)
+            if before is None:
+                self.creators[name] = invocation
+            elif creator is not None and creator is not invocation and ttl_stamp(before, after):
+                write = replace(write, stamp=True)
+                creator.deferred.append(write)
+            call.writes.append(write)
         consistent = bool(params.get("ConsistentRead"))
         if operation == "GetItem":
             item = self._get(params["TableName"], params["Key"])
@@ -375,7 +401,7 @@ def counted_cloud() -> Iterator[tuple[Any, CallCounter]]:
 def run_once(cloud: Any, counter: CallCounter, workflow: str, request: dict[str, Any]) -> Run:
     from coafi import aws
 
-    counter.invocations, counter.unattributed = [], Invocation("unattributed")
+    counter.invocations, counter.unattributed, counter.creators = [], Invocation("unattributed"), {}
     sfn = aws.client("stepfunctions")
     counter.active = True
     try:

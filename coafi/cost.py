@@ -9,8 +9,9 @@ The estimate follows the path a *successful* execution takes through the compile
 - **Lambda**: one request per ``lambda:invoke`` Task; billed duration per invocation from measured figures
   (``bench/results/*.json``) or :data:`DEFAULT_DURATION_MS`, at the functions' 256 MB; INIT duration (billed for
   managed runtimes since 2025-08-01) for the share of invocations that are cold starts.
-- **DynamoDB** (on-demand): per state-function operation and per action, the requests and units counted by
-  ``bench/state_writes.py``, else the state store's pattern at one unit per request (:data:`DEFAULT_OPERATIONS`).
+- **DynamoDB** (on-demand): per state-function operation and per action, the write and read units counted by
+  ``bench/state_writes.py`` (a TTL stamp written when the execution finishes counts with the operation that
+  created the item), else the state store's pattern with items under 1 KB (:data:`DEFAULT_OPERATIONS`).
 - **EventBridge**: one custom event per execution started by its event trigger, plus the events actions were
   measured to put. **Scheduler**: one invocation per execution started by a schedule.
 - **SQS**: the task queue is not on the success path (its DLQ only receives failed deliveries): zero.
@@ -94,16 +95,22 @@ class OpFigures:
     source: str = "default"
 
 
-#: The state store's requests per operation (coafi/state/store.py), one unit each: items under 1 KB.
+#: The state store's DynamoDB work per operation when nothing was measured (coafi/state/store.py as of b67a56a):
+#: one PutItem per step transition (a history event), and one more write per item when the execution finishes
+#: (its TTL stamp, counted here with the write that created the item); start and finish write the record and an
+#: event in one transaction (2 units per item) and update the record's three sparse indexes. Items under 1 KB.
 DEFAULT_OPERATIONS: dict[str, OpFigures] = {
-    "state:start": OpFigures(requests=1, writes=1, wru=1),  # PutItem (conditional)
-    "state:finish": OpFigures(requests=1, writes=1, wru=1),  # UpdateItem
-    "state:step-RUNNING": OpFigures(requests=1, writes=1, wru=1),  # UpdateItem
-    "state:step-SUCCEEDED": OpFigures(requests=2, writes=1, wru=1, reads=1, rru=1),  # GetItem + UpdateItem
-    "state:decide": OpFigures(requests=1, writes=1, wru=1),  # PutItem (+ SKIPPED batches, counted apart)
-    "action": OpFigures(requests=2, writes=2, wru=2),  # step RUNNING + SUCCEEDED; the action's own calls unknown
+    "state:start": OpFigures(requests=1, writes=3, wru=8),  # record + event (x2), 3 index puts, event's stamp
+    "state:finish": OpFigures(requests=3, writes=2, wru=9, reads=2, rru=2),  # read, query, record + event (x2),
+    #                                                                          index changes; stamps: see above
+    "state:step-RUNNING": OpFigures(requests=1, writes=2, wru=2),  # event + its stamp
+    "state:step-SUCCEEDED": OpFigures(requests=1, writes=2, wru=2),
+    "state:decide": OpFigures(requests=1, writes=2, wru=2),  # decision event + stamp; SKIPPED events apart
+    "action": OpFigures(requests=2, writes=4, wru=4),  # STARTED and SUCCEEDED events + stamps; own calls unknown
     "external": OpFigures(),  # not COAFI's code: request and duration only
 }
+#: Write units of one SKIPPED step event (put in batches of 25, then stamped when the execution finishes).
+SKIPPED_EVENT_WRU = 2
 
 
 # -- the path of a successful execution ---------------------------------------------------------------------
@@ -449,7 +456,7 @@ class Estimator:
             wru += count * op.wru
             rru += count * op.rru
             events += count * op.events
-        wru += usage.skipped_records  # SKIPPED records: small items, one unit each
+        wru += usage.skipped_records * SKIPPED_EVENT_WRU
         events += 1 if trigger == "event" else 0
         return [
             Line("Step Functions state transitions", usage.transitions * n, "transitions",
@@ -485,7 +492,7 @@ class Estimator:
         if measured:
             notes.append("measured figures: " + "; ".join(self.figures.sources))
         if defaulted:
-            notes.append(f"defaults ({DEFAULT_DURATION_MS:g} ms, 1 unit per DynamoDB request) for: "
+            notes.append(f"defaults ({DEFAULT_DURATION_MS:g} ms, the store's writes at 1 KB per item) for: "
                          + ", ".join(defaulted))
         if any(k.startswith("action:") and self.figures.of(k).source == "default" for k in usage.invocations):
             notes.append("actions' own AWS calls are only included where bench/state_writes.py counted them")
