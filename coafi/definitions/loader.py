@@ -185,6 +185,7 @@ def _models_by_parent() -> dict[str, type[Any]]:
         "": models.WorkflowDefinition,
         "steps": models.WorkflowStep,
         "retryPolicy": models.RetryPolicy,
+        "alarms": models.AlarmSettings,
         "event": models.EventTrigger,
         "schedule": models.ScheduleTrigger,
         "manual": models.ManualTrigger,

@@ -383,6 +383,98 @@ class ManualTrigger(_Model):
 Trigger = Annotated[EventTrigger | ScheduleTrigger | ManualTrigger, Field(discriminator="type")]
 
 
+#: CloudWatch evaluates an alarm over at most one day (evaluationPeriods x periodMinutes).
+MAX_ALARM_WINDOW_MINUTES = 1440
+MAX_ALARM_THRESHOLD = 1_000_000
+_ALARM_THRESHOLDS = (
+    "failedExecutions", "timedOutExecutions", "throttledExecutions", "functionErrors", "functionThrottles"
+)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class AlarmSettings(_Model):
+    """Alarm thresholds of one workflow (``alarms:`` in its definition; these defaults when absent).
+
+    Each threshold is a count over one period: the alarm goes off when the metric's sum in a period reaches
+    it, for ``datapointsToAlarm`` of the last ``evaluationPeriods`` periods. ``null`` turns that alarm off.
+    Lambda thresholds apply to the functions the workflow invokes; a function several workflows share gets
+    the strictest of their settings.
+    """
+
+    enabled: bool = Field(True, description="false: no alarms for this workflow (its dashboard row stays).")
+    periodMinutes: int = Field(5, description="Length of one evaluation period, in minutes (1 to 1440).")
+    evaluationPeriods: int = Field(1, description="How many recent periods the alarm looks at.")
+    datapointsToAlarm: int | None = Field(
+        None, description="Breaching periods (of evaluationPeriods) that raise the alarm; default: all of them."
+    )
+    failedExecutions: int | None = Field(1, description="Executions failed (AWS/States ExecutionsFailed).")
+    timedOutExecutions: int | None = Field(1, description="Executions timed out (ExecutionsTimedOut).")
+    throttledExecutions: int | None = Field(1, description="Throttled starts (ExecutionThrottled).")
+    functionErrors: int | None = Field(1, description="Errors of each function the workflow invokes.")
+    functionThrottles: int | None = Field(1, description="Throttles of each function the workflow invokes.")
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _enabled(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"enabled is true or false, got {value!r}")
+        return value
+
+    @field_validator("periodMinutes", "evaluationPeriods", mode="before")
+    @classmethod
+    def _minutes(cls, value: Any, info: ValidationInfo) -> Any:
+        if not _whole(value) or not 1 <= value <= MAX_ALARM_WINDOW_MINUTES:
+            unit = "minutes" if info.field_name == "periodMinutes" else "periods"
+            raise ValueError(
+                f"{info.field_name} must be a whole number of {unit} from 1 to {MAX_ALARM_WINDOW_MINUTES}, "
+                f"got {value!r}"
+            )
+        return value
+
+    @field_validator("datapointsToAlarm", mode="before")
+    @classmethod
+    def _datapoints(cls, value: Any) -> Any:
+        if value is not None and (not _whole(value) or value < 1):
+            raise ValueError(f"datapointsToAlarm must be a whole number of at least 1, got {value!r}")
+        return value
+
+    @field_validator(*_ALARM_THRESHOLDS, mode="before")
+    @classmethod
+    def _threshold(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and (not _whole(value) or not 1 <= value <= MAX_ALARM_THRESHOLD):
+            raise ValueError(
+                f"{info.field_name} is a count from 1 to {MAX_ALARM_THRESHOLD:,} (the alarm goes off when a "
+                f"period reaches it), or null to turn this alarm off; got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> AlarmSettings:
+        window = self.periodMinutes * self.evaluationPeriods
+        if window > MAX_ALARM_WINDOW_MINUTES:
+            raise _error_at(
+                "evaluationPeriods",
+                f"evaluationPeriods x periodMinutes is {self.evaluationPeriods} x {self.periodMinutes} = {window} "
+                f"minutes; CloudWatch alarms look back at most {MAX_ALARM_WINDOW_MINUTES} minutes (one day)",
+                self.evaluationPeriods,
+            )
+        if self.datapointsToAlarm is not None and self.datapointsToAlarm > self.evaluationPeriods:
+            raise _error_at(
+                "datapointsToAlarm",
+                f"datapointsToAlarm ({self.datapointsToAlarm}) cannot exceed evaluationPeriods "
+                f"({self.evaluationPeriods})",
+                self.datapointsToAlarm,
+            )
+        return self
+
+    @property
+    def datapoints(self) -> int:
+        return self.datapointsToAlarm or self.evaluationPeriods
+
+
 class WorkflowDefinition(_Model):
     """A workflow: steps with dependencies, the triggers that start it, the policies that govern it."""
 
@@ -394,6 +486,10 @@ class WorkflowDefinition(_Model):
     triggers: list[Trigger] = Field(default_factory=list)
     policies: list[str] = Field(default_factory=list)
     logLevel: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ERROR"
+    alarms: AlarmSettings | None = Field(
+        None, description="Alarm thresholds of this workflow (executions failed/timed out/throttled, Lambda "
+        "errors/throttles); defaults when absent."
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -401,6 +497,11 @@ class WorkflowDefinition(_Model):
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError(f"version must be a string; quote it: version: \"{value}\"")
         return value
+
+    @property
+    def alarm_settings(self) -> AlarmSettings:
+        """The ``alarms:`` block, or the defaults when the definition has none."""
+        return self.alarms if self.alarms is not None else AlarmSettings()
 
     def step(self, step_id: str) -> WorkflowStep:
         for step in self.steps:
