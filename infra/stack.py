@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
+from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.discovery import discover_actions, load_workflows
 
 
@@ -21,6 +22,7 @@ class CoafiStack(Stack):
         self.core = Core(self, "Core", config=config)
         self.actions = Actions(self, "Actions", core=self.core, folders=action_folders)
         self.workflows = self._build_workflows(set(action_folders))
+        self.observability = self._build_observability()
         self._build_outputs()
 
     def _build_workflows(self, actions: set[str]) -> dict[str, WorkflowConstruct]:
@@ -35,6 +37,27 @@ class CoafiStack(Stack):
             built[workflow.id] = construct
             machines[workflow.id] = construct.state_machine
         return built
+
+    def _build_observability(self) -> Observability:
+        """Alarm topic, dashboard and alarms; thresholds from each definition's ``alarms:`` block."""
+        if STATE_FUNCTION_LABEL in self.actions.functions:
+            raise ValueError(f"functions/actions/{STATE_FUNCTION_LABEL}: that name is reserved for the state function")
+        functions = {STATE_FUNCTION_LABEL: self.core.state_function.function}
+        functions.update({name: f.function for name, f in self.actions.functions.items()})
+        monitored = [
+            MonitoredWorkflow(
+                workflow_id=wf_id,
+                state_machine=wf.state_machine,
+                functions=(STATE_FUNCTION_LABEL, *wf.workflow.compiled.actions),
+                alarms=wf.workflow.definition.alarm_settings,
+                source=wf.workflow.file.name,
+            )
+            for wf_id, wf in self.workflows.items()
+        ]
+        return Observability(
+            self, "Observability", name_prefix=self.config.stack_name, workflows=monitored, functions=functions,
+            dead_letter_queue=self.core.dead_letter_queue, removal_policy=self.core.removal_policy,
+        )
 
     def _build_outputs(self) -> None:
         core = self.core
@@ -54,3 +77,7 @@ class CoafiStack(Stack):
             self, "WorkflowArns", value=self.to_json_string(arns) if arns else "{}",
             description="JSON object: workflow id -> state machine ARN",
         )
+        CfnOutput(self, "SnsTopicArn", value=self.observability.topic.topic_arn,
+                  description="Alarm notifications: subscribe to be told about failures")
+        CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name,
+                  description="CloudWatch dashboard of the workflows")
