@@ -253,6 +253,9 @@ def cache_key(params: Any) -> str:
         return repr(params)
 
 
+_EMPTY_KEY: Final = cache_key({})
+
+
 def _object_like(value: Any) -> bool:
     """``value != null && typeof value === 'object'``."""
     cls = value.__class__
@@ -565,7 +568,7 @@ def _leaf_evaluator(
 ) -> Evaluator:
     plain = _PLAIN
     missing = _MISSING
-    key = cache_key(params)
+    key = _EMPTY_KEY if params is UNDEFINED else cache_key(params)
 
     if value_ref is None and path_fn is None:
 
@@ -605,7 +608,7 @@ def _leaf_evaluator(
         return leaf_path
 
     vfact, vparams, vpath = value_ref
-    vkey = cache_key(vparams)
+    vkey = _EMPTY_KEY if vparams is UNDEFINED else cache_key(vparams)
 
     def leaf_ref(values: dict[str, Any], alm: Any, slots: list[Any]) -> Any:
         tick = 0

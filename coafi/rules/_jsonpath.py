@@ -17,6 +17,7 @@ compiled raises :class:`PathError` at rule compile time.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -81,6 +82,11 @@ def _js_replace_all(pattern: str, repl: str | Callable[[re.Match[str]], str], te
 
 def to_path_array(expr: str) -> list[str]:
     """jsonpath-plus's ``JSONPath.toPathArray``: the normalised list of path components."""
+    return list(_to_path_array(expr))
+
+
+@functools.lru_cache(maxsize=2048)
+def _to_path_array(expr: str) -> tuple[str, ...]:
     subx: list[str] = []
 
     def stash(m: re.Match[str]) -> str:
@@ -110,7 +116,7 @@ def to_path_array(expr: str) -> list[str]:
     for part in s.split(";"):
         m = re.search(r"#(\d+)", part)
         out.append(subx[int(m.group(1))] if m and m.group(1) and int(m.group(1)) < len(subx) else part)
-    return out
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -851,6 +857,7 @@ def _plain_path(keys: tuple[str, ...]) -> PathFn:
     return many
 
 
+@functools.lru_cache(maxsize=2048)
 def compile_path(path: str) -> PathFn:
     """Compile a condition ``path`` into ``fn(fact_value) -> value`` (``UNDEFINED`` when nothing matches).
     The caller applies it only to objects and arrays, as json-rules-engine does."""
