@@ -24,7 +24,7 @@ NEEDS_LOCALSTACK = ("local_e2e",)
 NOT_BENCHMARKS = ("run_all",)
 QUICK_ARGS: dict[str, list[str]] = {
     "compile": ["--sizes", "10,100", "--repeat", "1"],
-    "synth": ["--sizes", "1", "--no-save"],
+    "synth": ["--sizes", "1", "--repeat", "1", "--no-save"],
     "cold_start": ["--runs", "1", "--only", "state", "--no-bytecode-variant", "--no-save"],
     "state_writes": ["--executions", "1", "--no-save"],
     "local_e2e": ["--runs", "1", "--concurrent", "5", "--no-save"],

@@ -55,7 +55,7 @@ def test_cold_start_reads_importtime_output() -> None:
 
 
 def test_synth_of_one_workflow(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench("synth").main(["--sizes", "1", "--no-save"]) == 0
+    assert bench("synth").main(["--sizes", "1", "--repeat", "1", "--no-save"]) == 0
     assert "/baseline" in capsys.readouterr().out
 
 
