@@ -211,6 +211,11 @@ class CompiledRule:
         self.on_failure = source.get("onFailure")
         self.generation = generation
 
+    def refresh(self, other: CompiledRule) -> None:
+        """Take over ``other``'s compilation (same source, newer engine configuration)."""
+        for name in self.__slots__:
+            setattr(self, name, getattr(other, name))
+
     def ticks(self, slots: list[Any]) -> int:
         """When node would finish this rule, relative to the others of its priority (smaller: earlier)."""
         if self.static_ticks is not None:

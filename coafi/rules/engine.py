@@ -422,7 +422,7 @@ class RuleEngine:
     def compile(self, rule: RuleLike, *, base: str = "$") -> CompiledRule:
         """Validate and compile a rule (json-rules-engine rule JSON) for this engine."""
         if isinstance(rule, CompiledRule):
-            return rule if rule.generation == self._generation else self.compile(rule.source, base=base)
+            return self._fresh(rule, base)
         return compile_rule(rule, self.env, base=base, generation=self._generation)
 
     def validate(self, rules: Any) -> list[Problem]:
@@ -436,10 +436,12 @@ class RuleEngine:
                 problems.extend(exc.problems)
         return problems
 
-    def _fresh(self, compiled: CompiledRule) -> CompiledRule:
-        if compiled.generation == self._generation:
-            return compiled
-        return compile_rule(compiled.source, self.env, generation=self._generation)
+    def _fresh(self, compiled: CompiledRule, base: str = "$") -> CompiledRule:
+        """The compiled rule, recompiled in place if operators, named conditions or fact priorities changed
+        since (so handles held by callers stay valid)."""
+        if compiled.generation != self._generation:
+            compiled.refresh(compile_rule(compiled.source, self.env, base=base, generation=self._generation))
+        return compiled
 
     # -- rules held by the engine (addRule/run) -----------------------------------------------------------------
 
@@ -484,7 +486,8 @@ class RuleEngine:
     def run(self, facts: Mapping[str, Any] | None = None) -> EngineResult:
         """Evaluate the engine's rules (``engine.run(facts)``)."""
         if self._prioritized is None or any(r.generation != self._generation for r in self._rules):
-            self._rules = [self._fresh(r) for r in self._rules]
+            for r in self._rules:
+                self._fresh(r)
             self._prioritized = _prioritize(self._rules)
         almanac = self._almanac(facts)
         return EngineResult(self._execute(self._prioritized, almanac), almanac)
@@ -590,8 +593,8 @@ class RuleEngine:
         if rule is None:
             raise RuleNotFoundError(rule_id)
         cached = self._registry.get(rule_id)
-        if cached is not None and cached[0] == rule.version and cached[1].generation == self._generation:
-            return rule, cached[1]
+        if cached is not None and cached[0] == rule.version:
+            return rule, self._fresh(cached[1])
         compiled = self.compile(rule.engine_rule())
         self._registry[rule_id] = (rule.version, compiled)
         return rule, compiled
