@@ -23,7 +23,6 @@ with equal priority (json-rules-engine lists them in the order their evaluations
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -504,6 +503,8 @@ class _Builder:
                         dec, list(self.env.operators.decorators)
                     )
         if prefix and base not in self.env.operators.operators:
+            import difflib
+
             guess = difflib.get_close_matches(base, known, n=1)
             return f"unknown operator {name!r}" + (f"; did you mean {prefix + guess[0]!r}?" if guess else "")
         return f"unknown operator {name!r}" + _did_you_mean(name, known)
@@ -532,6 +533,8 @@ class _Builder:
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
     guess = difflib.get_close_matches(name, known, n=1)
     return f"; did you mean {guess[0]!r}?" if guess else ""
 

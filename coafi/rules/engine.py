@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -128,6 +129,7 @@ class Almanac:
 
 
 _MISSING: Any = object()
+_CONTENT_CACHE_SIZE = 512
 
 
 def to_json_safe(value: Any) -> Any:
@@ -303,6 +305,7 @@ class RuleEngine:
         self._prioritized: list[list[CompiledRule]] | None = None
         self._store = store
         self._registry: dict[str, tuple[int | None, CompiledRule]] = {}
+        self._by_content: dict[str, CompiledRule] = {}
         for name, condition in (conditions or {}).items():
             self.set_condition(name, condition)
         for rule in rules or ():
@@ -425,6 +428,24 @@ class RuleEngine:
             return self._fresh(rule, base)
         return compile_rule(rule, self.env, base=base, generation=self._generation)
 
+    def _compile_cached(self, rule: RuleLike, base: str = "$") -> CompiledRule:
+        """``compile``, remembering plain rule JSON by content: a Lambda handed the same inline rules on every
+        invocation compiles them once. The cached rule compiles from its own copy of the JSON."""
+        if isinstance(rule, CompiledRule):
+            return self._fresh(rule, base)
+        try:
+            key = json.dumps(rule, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return self.compile(rule, base=base)
+        cached = self._by_content.get(key)
+        if cached is not None:
+            return self._fresh(cached, base)
+        compiled = compile_rule(json.loads(key), self.env, base=base, generation=self._generation)
+        if len(self._by_content) >= _CONTENT_CACHE_SIZE:
+            self._by_content.pop(next(iter(self._by_content)))
+        self._by_content[key] = compiled
+        return compiled
+
     def validate(self, rules: Any) -> list[Problem]:
         """Every problem of one rule or a list of rules (``$[i]...`` paths for a list); empty when all compile."""
         problems: list[Problem] = []
@@ -496,18 +517,20 @@ class RuleEngine:
 
     def evaluate(self, rule: RuleLike, facts: Mapping[str, Any] | None = None) -> RuleResult:
         """Evaluate one rule (rule JSON or :meth:`compile`'s result) against ``facts``."""
-        compiled = self.compile(rule)
+        compiled = self._compile_cached(rule)
         almanac = self._almanac(facts)
         return self._evaluate_one(compiled, almanac.values, almanac)
 
     def evaluate_all(self, rules: Sequence[RuleLike], facts: Mapping[str, Any] | None = None) -> list[RuleResult]:
         """Evaluate rules together like one ``engine.run``: every rule's result, higher priority first and,
         within a priority, in the order json-rules-engine reports them."""
-        compiled = [self.compile(r, base=f"$[{i}]") for i, r in enumerate(rules)]
+        compiled = [self._compile_cached(r, base=f"$[{i}]") for i, r in enumerate(rules)]
         almanac = self._almanac(facts)
         return self._execute(_prioritize(compiled), almanac)
 
     def _almanac(self, facts: Mapping[str, Any] | None) -> Almanac:
+        if facts and "" in facts:
+            raise RuleEvaluationError("factId required")  # node's run() throws on a fact with an empty name
         if self._facts:
             values: dict[str, Any] = {k: (f if f.fn is not None else f.value) for k, f in self._facts.items()}
             if facts:

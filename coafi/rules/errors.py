@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from coafi.errors import PermanentError
 
@@ -17,8 +17,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One thing wrong with a rule: where (a JSONPath such as ``$[2].conditions.all[1].operator``) and what."""
 
     path: str

@@ -234,6 +234,7 @@ def edge_cases() -> list[tuple[str, Case]]:
             {"rules": [_rule({"all": [_leaf("u", "equal", UNDEF)]})], "facts": {"u": UNDEF}},
         )
     )
+    add(("a fact with an empty name fails the run", {"rules": [_rule({"all": []})], "facts": {"": 1}}))
     # empty and single-child booleans, raw results of custom operators
     add(
         (

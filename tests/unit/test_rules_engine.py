@@ -269,3 +269,13 @@ def test_importing_coafi_rules_stays_light() -> None:
     code = "import sys, coafi.rules; print(sorted(m for m in ('pydantic', 'boto3', 'yaml') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_plain_rules_are_compiled_once_by_content_and_edits_take_effect() -> None:
+    engine = RuleEngine()
+    r = rule({"all": [leaf("a", "equal", 1)]})
+    first = engine.evaluate(r, {"a": 1})
+    assert first._compiled is engine.evaluate(dict(r), {"a": 1})._compiled
+    r["conditions"]["all"][0]["value"] = 2
+    assert not engine.evaluate(r, {"a": 1}).satisfied
+    assert engine.evaluate(r, {"a": 2}).satisfied
