@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import resource
 import subprocess
@@ -164,7 +165,10 @@ def child(workflows: int, folder: Path) -> dict[str, Any]:
     result["baseline_s"] = trivial_synth(folder / "baseline")
     if workflows:
         write_definitions(folder / "definitions", workflows)
-        result["synth_s"], result["template"] = coafi_synth(folder / "cdk.out", folder / "definitions")
+        try:
+            result["synth_s"], result["template"] = coafi_synth(folder / "cdk.out", folder / "definitions")
+        except RuntimeError as exc:  # the app refuses this size (e.g. CloudFormation's 500 resources): a finding
+            result["error"] = str(exc).splitlines()[0][:400]
     result["peak_mib"] = peak_memory_mib()
     return result
 
@@ -216,6 +220,22 @@ def _marginal_ms(row: Row, first: Row) -> str:
     return f"{extra / (row.workflows - first.workflows) * 1000:.0f}"
 
 
+CLOUDFORMATION_MAX_RESOURCES = 500
+
+
+def capacity(rows: list[Row]) -> list[str]:
+    """Resources per workflow from the two largest measured sizes, and how many workflows fit in one stack."""
+    if len(rows) < 2:
+        return []
+    small, large = rows[-2], rows[-1]
+    r_small, r_large = (r.figures["template"]["resources"] for r in (small, large))
+    per_workflow = (r_large - r_small) / (large.workflows - small.workflows)
+    shared = r_small - per_workflow * small.workflows
+    fits = int((CLOUDFORMATION_MAX_RESOURCES - shared) // per_workflow) if per_workflow > 0 else 0
+    return ["", f"resources: {shared:.0f} shared + {per_workflow:.1f} per workflow: at most {fits} workflows fit in "
+                f"one stack (CloudFormation's limit: {CLOUDFORMATION_MAX_RESOURCES} resources)"]
+
+
 def report(baseline: dict[str, Any], rows: list[Row]) -> str:
     base_memory = baseline["peak_mib"]["python"] + baseline["peak_mib"]["node"]
     lines = [
@@ -228,9 +248,13 @@ def report(baseline: dict[str, Any], rows: list[Row]) -> str:
             f"{'+ms/wf':>6} | "
             f"{'py MiB':>6} {'node MiB':>8} {'total':>6} {'/baseline':>9} {'/1 wf':>6} | {'process s':>9}")
     lines += [head, "-" * len(head)]
-    first = rows[0]
+    measured = [row for row in rows if "error" not in row.figures]
+    first = measured[0] if measured else None
     for row in rows:
         f = row.figures
+        if first is None or "error" in f:
+            lines.append(f"{row.workflows:>3} FAILED: {f.get('error', '?')}")
+            continue
         synth, base = f["synth_s"], f["baseline_s"]
         lines.append(
             f"{row.workflows:>3} {f['template']['resources']:>5} {f['template']['template_bytes'] / 1024:>8.0f} | "
@@ -240,6 +264,7 @@ def report(baseline: dict[str, Any], rows: list[Row]) -> str:
             f"{row.memory:>6.0f} {row.memory / base_memory:>8.2f}x {row.memory / first.memory:>5.2f}x | "
             f"{f['process_s']:>9.1f}"
         )
+    lines += capacity(measured)
     lines += ["", "synth s: the COAFI app from cdk.App() to the cloud assembly, cdk-nag included (build s: the part "
                   "before app.synth(): constructs, loading and compiling definitions, the layer's hash);",
               "/baseline: over the trivial app's synth in the same subprocess; +ms/wf: each workflow beyond the "
@@ -265,16 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     baseline = min((run_child(0) for _ in range(repeat)), key=lambda f: float(f["baseline_s"]))
     rows = []
     for size in sizes:
-        rows.append(Row(size, min((run_child(size) for _ in range(repeat)), key=lambda f: float(f["synth_s"]))))
+        rows.append(Row(size, min((run_child(size) for _ in range(repeat)),
+                                  key=lambda f: float(f.get("synth_s", math.inf)))))
         print(f"synthesized {size} workflow(s)", file=sys.stderr)
     print(report(baseline, rows))
+    failed = [row.workflows for row in rows if "error" in row.figures]
     if not args.no_save:
         from coafi.cost import save_figures
 
         path = save_figures(REPO_ROOT, "synth", {"baseline": baseline, "sizes": {str(r.workflows): r.figures
                                                                                   for r in rows}})
         print(f"\nfigures written to {path.relative_to(REPO_ROOT)}")
-    return 0
+    if failed:
+        print(f"the app did not synthesize with {', '.join(map(str, failed))} workflow(s)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
