@@ -886,9 +886,9 @@ def compile_path(path: str) -> PathFn:
     def traced(value: Any) -> Any:
         tracer = _Tracer(scripts, value)
         found = tracer.trace(expr, value, ("$",), None, None, False)
-        results = [
-            r for r in (found if isinstance(found, list) else [found]) if isinstance(r, _Ret) and not r.parent_sel
-        ]
+        if not isinstance(found, list):  # a top-level ~, ^ or matching @type() answers an object, not a list
+            raise PathEvaluationError("this._trace(...).filter is not a function")
+        results = [r for r in found if isinstance(r, _Ret) and not r.parent_sel]
         if not results:
             return UNDEFINED
         if len(results) == 1 and not results[0].arr:

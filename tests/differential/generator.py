@@ -12,7 +12,6 @@ operator would throw a TypeError on) are drawn again: those are the documented d
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
@@ -317,5 +316,72 @@ def generate(count: int, seed: int = 20240607) -> list[Case]:
     return [gen.case() for _ in range(count)]
 
 
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+# -- random JSONPaths ------------------------------------------------------------------------------------------
+
+_PATH_NAMES = ["profile", "orders", "age", "name", "tags", "total", "sku", "items", "a", "b", "0", "1", "length",
+               "x y", "a.b", "*", "$"]  # fmt: skip
+_FILTERS = [
+    "@.total > 5", "@.sku == 'a'", "@ > 1", "@.a", "!@.items", "@.total >= 10 || @.sku === 'b'",
+    "typeof @ === 'string'", "@property == 0", "@.length > 1", "@property === 'a'", "@parentProperty == 'orders'",
+    "@root.total", "@.total * 2 > 19", "@.sku + 'x' == 'ax'", "-@.total < -5", "@.total % 2 == 0",
+    "@.total != null", "@.total === undefined", "@.a.b == 1", "@.total ? 1 : 0", "[1, 2][0] == @.total",
+    "@.total / 0 > 1", "@.total & 1", "@.sku < 'b'", "void @.a", "~@.total",
+]  # fmt: skip
+_TYPES = ["~", "^", "@string()", "@number()", "@array()", "@object()", "@scalar()", "@integer()", "@null()",
+          "@boolean()", "@nonFinite()", "@undefined()"]  # fmt: skip
+
+
+def _path_component(rng: random.Random) -> str:
+    r = rng.random()
+    name = rng.choice(_PATH_NAMES)
+    if r < 0.3:
+        return "." + name if " " not in name and "." not in name else f"['{name}']"
+    if r < 0.4:
+        return f"['{name}']"
+    if r < 0.5:
+        return f"[{rng.randint(-3, 3)}]"
+    if r < 0.58:
+        return "[*]"
+    if r < 0.64:
+        return ".*"
+    if r < 0.7:
+        return ".." + rng.choice(["total", "sku", "a", "*", "age"])
+    if r < 0.76:
+        start = rng.choice(["", "0", "1", "-1", "-2"])
+        return f"[{start}:{rng.choice(['', '1', '2', '-1', '0'])}{rng.choice(['', ':2', ':1'])}]"
+    if r < 0.82:
+        return f"[{rng.randint(0, 2)},{rng.randint(0, 2)}]"
+    if r < 0.86:
+        return f"['{rng.choice(_PATH_NAMES)}','{rng.choice(_PATH_NAMES)}']"
+    if r < 0.93:
+        return f"[?({rng.choice(_FILTERS)})]"
+    if r < 0.95:
+        return "[(" + rng.choice(["@.length-1", "@.length", "'sku'", "0", "@.length-2"]) + ")]"
+    if r < 0.97:
+        return rng.choice(_TYPES)
+    return rng.choice([".`a", "['x y']", ".a.b"])
+
+
+def generate_paths(count: int, seed: int) -> list[Case]:
+    """Cases of one condition each: a random JSONPath into a random fact (the factResult is what is compared)."""
+    rng = random.Random(seed)
+    checker = RuleEngine(allow_undefined_facts=True)
+    cases: list[Case] = []
+    for _ in range(count):
+        rule: dict[str, Any] = {}
+        for _ in range(20):
+            path = rng.choice(["$", "$", "$", ""]) + "".join(_path_component(rng) for _ in range(rng.randint(1, 4)))
+            if not path.startswith("$"):
+                path = path.lstrip(".")
+            cond = {"fact": "f", "operator": "equal", "value": None, "path": path}
+            rule = {"name": "path", "conditions": {"all": [cond]}, "event": {"type": "t"}}
+            try:
+                checker.compile(rule)
+            except RuleValidationError:
+                continue
+            break
+        fact = rng.choice(
+            [_user(rng), _value(rng), [_user(rng), _user(rng)], {"a": {"b": [1, {"a": 2}]}, "x y": 3, "a.b": 4, "*": 5}]
+        )
+        cases.append({"rules": [rule], "facts": {"f": fact}, "options": {"allowUndefinedFacts": True}})
+    return cases

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.differential.generator import DECOS, OPS, PATHS, generate
+from tests.differential.generator import DECOS, OPS, PATHS, generate, generate_paths
 from tests.differential.harness import Case, Outcome, compare, node_available, run_node, run_python
 
 GENERATED = 2500
+PATH_CASES = 1000
 SEED = 20240607
 
 NAN = {"$js": "NaN"}
@@ -44,6 +45,11 @@ def _single(fact_value: Any, operator: str, value: Any, **extra: Any) -> Case:
 @functools.cache
 def generated() -> list[Case]:
     return generate(GENERATED, SEED)
+
+
+@functools.cache
+def generated_paths() -> list[Case]:
+    return generate_paths(PATH_CASES, SEED)
 
 
 def edge_cases() -> list[tuple[str, Case]]:
@@ -411,10 +417,14 @@ def runs() -> dict[str, tuple[list[Case], list[Outcome]]]:
     reason = node_available()
     if reason:
         pytest.skip(reason)
-    cases = generated()
+    cases, paths = generated(), generated_paths()
     edges = [case for _, case in edge_cases()]
-    outcomes = run_node(cases + edges)
-    return {"generated": (cases, outcomes[:GENERATED]), "edge": (edges, outcomes[GENERATED:])}
+    outcomes = run_node(cases + paths + edges)
+    return {
+        "generated": (cases, outcomes[:GENERATED]),
+        "paths": (paths, outcomes[GENERATED : GENERATED + PATH_CASES]),
+        "edge": (edges, outcomes[GENERATED + PATH_CASES :]),
+    }
 
 
 def _disagreements(cases: list[Case], outcomes: list[Outcome], labels: list[str] | None = None) -> list[str]:
@@ -432,6 +442,13 @@ def test_generated_cases_agree_with_json_rules_engine(runs: dict[str, tuple[list
     cases, outcomes = runs["generated"]
     bad = _disagreements(cases, outcomes)
     assert not bad, f"{len(bad)} of {len(cases)} cases disagree; first ones:\n" + "\n\n".join(bad[:5])
+
+
+def test_random_jsonpaths_resolve_like_jsonpath_plus(runs: dict[str, tuple[list[Case], list[Outcome]]]) -> None:
+    cases, outcomes = runs["paths"]
+    bad = _disagreements(cases, outcomes, [f"path {c['rules'][0]['conditions']['all'][0]['path']!r}" for c in cases])
+    assert not bad, f"{len(bad)} of {len(cases)} paths disagree; first ones:\n" + "\n\n".join(bad[:5])
+    assert sum(1 for o in outcomes if o["ok"]) > 0.8 * len(outcomes)
 
 
 def test_hand_written_edge_cases_agree_with_json_rules_engine(
