@@ -64,8 +64,8 @@ _NUMBERS: Final = (int, float)
 
 # StrWhiteSpaceChar: WhiteSpace and LineTerminator of ECMA-262 (not Python's str.isspace set).
 _JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"  # noqa: E501
-_PARSE_FLOAT_OK: Final = re.compile(r"[+-]?(?:Infinity|\d|\.\d)")
-_DECIMAL: Final = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\Z")
+_PARSE_FLOAT_OK: Final = re.compile(r"[+-]?(?:Infinity|[0-9]|\.[0-9])")
+_DECIMAL: Final = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\Z")
 _RADIX: Final = re.compile(r"0(?:([xX])[0-9a-fA-F]+|([oO])[0-7]+|([bB])[01]+)\Z")
 _PARSE_INT: Final = re.compile(r"([+-]?)([0-9]+)")
 

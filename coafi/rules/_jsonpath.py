@@ -45,7 +45,8 @@ PathFn = Callable[[Any], Any]
 _ARRAYS: Final = (list, tuple)
 _INDEX: Final = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 _MAX_INDEX: Final = 2**32 - 2
-_SLICE: Final = re.compile(r"(-?\d*):(-?\d*):?(\d*)\Z")
+_DOT: Final = "[^\\n\\r\u2028\u2029]"  # JavaScript's `.`: anything but a line terminator
+_SLICE: Final = re.compile(r"(-?[0-9]*):(-?[0-9]*):?([0-9]*)\Z")  # JavaScript's \d is ASCII
 _OBJECT_PROTO: Final = frozenset(
     {
         "constructor",
@@ -104,7 +105,7 @@ def _to_path_array(expr: str) -> tuple[str, ...]:
         lambda m: ";" + m.group(0) + ";",
         expr,
     )
-    s = _js_replace_all(r"[\['](\??\((?:.*?)\))[\]'](?!.\])", stash, s)
+    s = _js_replace_all(rf"[\['](\??\((?:{_DOT}*?)\))[\]'](?!{_DOT}\])", stash, s)
     s = _js_replace_all(r"\[['\"]([^'\]]*)['\"]\]", escape, s)
     s = s.replace("~", ";~;")
     s = _js_replace_all(r"['\"]?\.['\"]?(?![^\[]*\])|\[['\"]?", ";", s)
@@ -114,7 +115,7 @@ def _to_path_array(expr: str) -> tuple[str, ...]:
     s = _js_replace_all(r";$|'?\]|'$", "", s)
     out: list[str] = []
     for part in s.split(";"):
-        m = re.search(r"#(\d+)", part)
+        m = re.search(r"#([0-9]+)", part)
         out.append(subx[int(m.group(1))] if m and m.group(1) and int(m.group(1)) < len(subx) else part)
     return tuple(out)
 
@@ -243,11 +244,11 @@ _LITERALS: Final = {"true": True, "false": False, "null": None, "undefined": UND
 
 
 def _ident_start(ch: str) -> bool:
-    return ch.isalpha() or ch in "$_" or (ord(ch) >= 128 and ch not in _BINARY_PREC)
+    return ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ch in "$_" or (ord(ch) >= 128 and ch not in _BINARY_PREC)
 
 
 def _ident_part(ch: str) -> bool:
-    return _ident_start(ch) or ch.isdigit()
+    return _ident_start(ch) or "0" <= ch <= "9"
 
 
 def _loose_eq(a: Any, b: Any) -> bool:
@@ -445,7 +446,7 @@ class _Parser:
         if not ch:
             return None
         node: Script | None
-        if ch.isdigit() or ch == ".":
+        if "0" <= ch <= "9" or ch == ".":
             return self.number()
         if ch in ("'", '"'):
             node = self.string()
@@ -554,19 +555,19 @@ class _Parser:
 
     def number(self) -> Script:
         start = self.i
-        while self.ch.isdigit() and self.ch:
+        while "0" <= self.ch <= "9" and self.ch:
             self.i += 1
         if self.ch == ".":
             self.i += 1
-            while self.ch.isdigit() and self.ch:
+            while "0" <= self.ch <= "9" and self.ch:
                 self.i += 1
         if self.ch in ("e", "E") and self.ch:
             self.i += 1
             if self.ch in ("+", "-") and self.ch:
                 self.i += 1
-            while self.ch.isdigit() and self.ch:
+            while "0" <= self.ch <= "9" and self.ch:
                 self.i += 1
-            if not self.s[self.i - 1].isdigit():
+            if not "0" <= self.s[self.i - 1] <= "9":
                 raise self.error("expected exponent")
         text = self.s[start : self.i]
         if (self.ch and _ident_start(self.ch)) or self.ch == "." or text == ".":
@@ -870,7 +871,7 @@ def compile_path(path: str) -> PathFn:
     for c in components:
         if c.startswith("?("):
             code = c[2:-1] if c.endswith(")") else c
-            if re.search(r"@.?([^?]*)[\['](\??\(.*?\))(?!.\)\])[\]']", code):
+            if re.search(rf"@{_DOT}?([^?]*)[\['](\??\({_DOT}*?\))(?!{_DOT}\)\])[\]']", code):
                 raise PathError(f"nested filters are not supported: {path!r}")
             scripts[code] = _compile_script(code)
         elif c.startswith("("):

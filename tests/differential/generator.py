@@ -30,7 +30,8 @@ UNDEF = {"$js": "undefined"}
 SCALARS: list[Any] = [
     0, 1, -1, 2, 3, 5, 10, 18, 21, 42, 100, 1.5, -2.5, 0.1, 0.30000000000000004, 1e21, 1e-7, 2**53 + 1, 2**60,
     "0", "1", "5", "10", "9", "18", "abc", "ABC", "b", "", " 12 ", "12px", "1e3", "0x10", "Infinity", "-5", ".5",
-    "é", "😀", "\ue000", "a,b", "true", "null", "undefined", "[object Object]", "1,2",
+    "é", "😀", "\ue000", "a,b", "true", "null", "undefined", "[object Object]", "1,2", "\u0663", "\u00a012",
+    "\ufeff3", "\u200b4", "+5", "1e", "0b11", "0o7", "0X1f", "-0x10", "1_000", "Infinityx", 5e-324,
     True, False, None, NAN, INF, NINF,
 ]  # fmt: skip
 ARRAYS: list[Any] = [

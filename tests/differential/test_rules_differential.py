@@ -94,6 +94,11 @@ def edge_cases() -> list[tuple[str, Case]]:
         ({"a": 1}, "lessThan", 2),
         (1e21, "equal", 1e21),
         (0.1, "lessThan", 0.30000000000000004),
+        ("\u0663", "lessThan", 5),  # an Arabic-Indic digit is no digit to parseFloat
+        ("\u00a012", "lessThan", 13),  # no-break space is JavaScript whitespace
+        ("\u200b4", "lessThan", 5),  # zero-width space is not
+        ("0b11", "equal", 3),
+        ("0b11", "greaterThan", 2),
     ]:
         add((f"{json.dumps(fact)} {op} {json.dumps(value)}", _single(fact, op, value)))
     # in / notIn / contains / doesNotContain
