@@ -132,6 +132,11 @@ async function bench (b) {
   return { runsPerSecond: n / seconds, seconds, iterations: n, check }
 }
 
+// json-rules-engine can leave a rejected promise behind (a condition that failed next to a reference to a
+// named condition that does not exist, which throws synchronously): node would end the process. Count them.
+let unhandled = 0
+process.on('unhandledRejection', () => { unhandled++ })
+
 async function main () {
   const chunks = []
   for await (const chunk of process.stdin) chunks.push(chunk)
@@ -143,6 +148,7 @@ async function main () {
     output = []
     for (const c of input) output.push(await runCase(c))
   }
+  if (unhandled) process.stderr.write(`json-rules-engine left ${unhandled} unhandled rejection(s)\n`)
   process.stdout.write(JSON.stringify(output))
 }
 
