@@ -267,7 +267,7 @@ class Generator:
                 conditions[f"named{i}"] = self.boolean(ctx, 2)
                 ctx["named"].append(f"named{i}")  # later ones may refer to earlier ones: never a cycle
         rules = []
-        for i in range(rng.choice([1, 1, 2, 2, 3, 4])):
+        for i in range(rng.choice([1, 1, 2, 2, 3, 4, 6])):
             if "identity" in ctx["operators"] and rng.random() < 0.3:
                 top = {
                     rng.choice(["all", "any"]): [
