@@ -1,0 +1,29 @@
+"""Task dispatcher: consumes the task queue and runs each task's action or workflow (coafi.tasks.runtime).
+
+Environment (infra/constructs/tasks.py): COAFI_TABLE_NAME, COAFI_ACTION_FUNCTIONS (JSON action -> function),
+COAFI_WORKFLOW_ARNS (JSON workflow id -> state machine ARN), COAFI_DISPATCH_CONCURRENCY, COAFI_TASK_INVOKE_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from coafi.tasks.runtime import DispatcherRuntime
+
+logger = Logger()
+_runtime: DispatcherRuntime | None = None
+
+
+def runtime() -> DispatcherRuntime:
+    """Built on the first invocation (not at import: a missing setting fails that invocation loudly)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = DispatcherRuntime.from_env(logger=logger)
+    return _runtime
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return runtime().handle(event, context)
