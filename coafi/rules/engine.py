@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from coafi.rules._compiler import (
     UNSET,
@@ -38,7 +39,7 @@ __all__ = ["Almanac", "EngineResult", "Fact", "RuleEngine", "RuleResult", "to_js
 
 FactFn = Callable[[Any, "Almanac"], Any]
 _T = TypeVar("_T")
-RuleLike = Mapping[str, Any] | CompiledRule
+RuleLike: TypeAlias = "Mapping[str, Any] | CompiledRule | Rule"
 
 
 class Fact:
@@ -426,13 +427,14 @@ class RuleEngine:
         """Validate and compile a rule (json-rules-engine rule JSON) for this engine."""
         if isinstance(rule, CompiledRule):
             return self._fresh(rule, base)
-        return compile_rule(rule, self.env, base=base, generation=self._generation)
+        return compile_rule(_rule_json(rule), self.env, base=base, generation=self._generation)
 
     def _compile_cached(self, rule: RuleLike, base: str = "$") -> CompiledRule:
         """``compile``, remembering plain rule JSON by content: a Lambda handed the same inline rules on every
         invocation compiles them once. The cached rule compiles from its own copy of the JSON."""
         if isinstance(rule, CompiledRule):
             return self._fresh(rule, base)
+        rule = _rule_json(rule)
         try:
             key = json.dumps(rule, sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError):
@@ -442,7 +444,8 @@ class RuleEngine:
             return self._fresh(cached, base)
         compiled = compile_rule(json.loads(key), self.env, base=base, generation=self._generation)
         if len(self._by_content) >= _CONTENT_CACHE_SIZE:
-            self._by_content.pop(next(iter(self._by_content)))
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread got there first
+                self._by_content.pop(next(iter(self._by_content)))
         self._by_content[key] = compiled
         return compiled
 
@@ -645,6 +648,12 @@ class RuleEngine:
         return self._execute(_prioritize(compiled), almanac)
 
     evaluateRules = evaluate_rules
+
+
+def _rule_json(rule: Any) -> Any:
+    """Rule JSON, also from a registry :class:`~coafi.rules.models.Rule`."""
+    engine_rule = getattr(rule, "engine_rule", None)
+    return engine_rule() if callable(engine_rule) and not isinstance(rule, Mapping) else rule
 
 
 def _prioritize(rules: list[CompiledRule]) -> list[list[CompiledRule]]:

@@ -124,3 +124,10 @@ def test_registered_rules_follow_named_condition_changes() -> None:
     assert engine.evaluate_rule("r", {"total": 50}).satisfied
     engine.set_condition("big", {"all": [{"fact": "total", "operator": "greaterThan", "value": 100}]})
     assert not engine.evaluate_rule("r", {"total": 50}).satisfied
+
+
+def test_registry_rule_models_evaluate_directly() -> None:
+    model = Rule.model_validate(registry_rule("m", threshold=1))
+    engine = RuleEngine()
+    assert engine.evaluate(model, {"total": 2}).satisfied
+    assert engine.compile(model).name == "m"
