@@ -37,10 +37,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    from coafi.compiler.diagram import mermaid
     from coafi.definitions import load_definition
 
-    print(mermaid(load_definition(args.file)), end="")
+    definition = load_definition(args.file)
+    if args.format == "svg":
+        from coafi.compiler.svg import svg
+
+        print(svg(definition), end="")
+    else:
+        from coafi.compiler.diagram import mermaid
+
+        print(mermaid(definition), end="")
     return 0
 
 
@@ -122,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true", help="one line of JSON")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("diagram", help="print a Mermaid flowchart of a definition")
+    p = sub.add_parser("diagram", help="print a picture of a definition: a Mermaid flowchart or an SVG image")
     p.add_argument("file", type=Path)
+    p.add_argument("--format", choices=["mermaid", "svg"], default="mermaid",
+                   help="mermaid (default): flowchart text for Markdown; svg: a standalone image")
     p.set_defaults(func=cmd_diagram)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the definition format (for editors)")
