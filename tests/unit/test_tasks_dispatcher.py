@@ -168,6 +168,10 @@ def test_a_poison_message_fails_alone(
     poison = {m["MessageId"] for m in messages if "bad id" in m["Body"] or m["Body"] == "not json at all"}
     assert set(failed) == poison
     assert CALLS[first.id] == 1 and CALLS[second.id] == 1
+    # a batch of nothing but poison: every record reported, no invocation error that would hide which
+    only_poison = [m for m in messages if m["MessageId"] in poison]
+    failed, _ = deliver(runtime, resources, only_poison)
+    assert set(failed) == poison
 
 
 class ThrottleOnce:
