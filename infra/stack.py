@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
+from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
 
 
@@ -22,6 +23,7 @@ class CoafiStack(Stack):
         self.core = Core(self, "Core", config=config)
         self.actions = Actions(self, "Actions", core=self.core, folders=action_folders)
         self.workflows = self._build_workflows(set(action_folders))
+        self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
         self.observability = self._build_observability()
         self._build_outputs()
 

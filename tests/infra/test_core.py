@@ -10,6 +10,15 @@ from aws_cdk.assertions import Match
 from infra.discovery import discover_actions
 from tests.infra.conftest import REPO_ROOT, Synth
 
+#: The task dispatcher (infra/constructs/tasks.py) has its own, narrower grants: tests/infra/test_tasks.py.
+DISPATCHER = "COAFI task dispatcher of "
+
+
+def _state_functions(synth: Synth) -> dict[str, Any]:
+    """The functions that record execution state: the state function and the actions."""
+    return {k: v for k, v in synth.of_type("AWS::Lambda::Function").items()
+            if not str(v["Properties"].get("Description", "")).startswith(DISPATCHER)}
+
 
 def test_state_table_has_keys_pitr_encryption_and_ttl(sample: Synth) -> None:
     sample.template.resource_count_is("AWS::DynamoDB::GlobalTable", 1)  # TableV2
@@ -93,7 +102,7 @@ def test_retained_data_keeps_the_payloads(focused: Synth) -> None:
 
 def test_every_function_may_put_and_get_payload_objects_and_nothing_else_there(sample: Synth) -> None:
     payload_id, _, log_id, _ = _buckets(sample)
-    for function in sample.of_type("AWS::Lambda::Function").values():
+    for function in _state_functions(sample).values():
         assert function["Properties"]["Environment"]["Variables"]["COAFI_PAYLOAD_BUCKET"] == {"Ref": payload_id}
         role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
         s3_statements = [s for s in sample.role_statements(role_id)
@@ -138,7 +147,7 @@ def test_bus_and_schedule_group_are_named_after_the_stack(sample: Synth, focused
 def test_one_function_per_action_folder_plus_the_state_function(sample: Synth) -> None:
     actions = discover_actions(REPO_ROOT / "functions" / "actions")
     assert actions, "the sample app has actions"
-    functions = sample.of_type("AWS::Lambda::Function")
+    functions = _state_functions(sample)
     assert len(functions) == len(actions) + 1
     layer_id = next(iter(sample.of_type("AWS::Lambda::LayerVersion")))
     for name in [*actions, None]:
@@ -163,7 +172,7 @@ def test_one_function_per_action_folder_plus_the_state_function(sample: Synth) -
 
 
 def test_the_focused_project_deploys_only_folders_with_a_handler(focused: Synth) -> None:
-    descriptions = sorted(f["Properties"]["Description"] for f in focused.of_type("AWS::Lambda::Function").values())
+    descriptions = sorted(f["Properties"]["Description"] for f in _state_functions(focused).values())
     assert descriptions == ["COAFI action echo", "COAFI action store", "COAFI action unused",
                             "COAFI state function of Focus: records executions and steps"]
 
@@ -171,7 +180,7 @@ def test_the_focused_project_deploys_only_folders_with_a_handler(focused: Synth)
 def test_function_roles_reach_only_their_log_group_the_table_the_payloads_and_the_bus(sample: Synth) -> None:
     table_id = next(iter(sample.of_type("AWS::DynamoDB::GlobalTable")))
     bus_id = next(iter(sample.of_type("AWS::Events::EventBus")))
-    for function in sample.of_type("AWS::Lambda::Function").values():
+    for function in _state_functions(sample).values():
         role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
         role = sample.resources[role_id]["Properties"]
         assert "ManagedPolicyArns" not in role, "no AWSLambdaBasicExecutionRole: logs go to the own group only"
