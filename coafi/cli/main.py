@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="local cloud up, deploy, trigger content-generation by event, show timeline")
     p.add_argument("--keep", action="store_true", help="leave the local cloud running afterwards")
     p.set_defaults(func=cmd_demo)
+    # Commands of other capabilities register themselves (their modules import lazily what they need).
+    from coafi import cost_cli
+    from coafi.rules import cli as rules_cli
+    from coafi.tasks import cli as tasks_cli
+
+    rules_cli.register(sub)
+    tasks_cli.register(sub)
+    cost_cli.register(sub)
     return parser
 
 
