@@ -295,7 +295,11 @@ def report(rows: dict[str, dict[str, Any]], layer_sizes: tuple[int, int], notes:
 def breakdown(python: Path, sandbox: Sandbox, name: str, env: dict[str, str]) -> dict[str, dict[str, float]]:
     sample = timed(python, program(sandbox, name, "; import handler"), env, ("-X", "importtime"))
     by_package, direct = import_breakdown(sample.stderr)
-    return {"by_package": by_package, "direct_imports": direct}
+    return {"by_package": largest(by_package, 15), "direct_imports": largest(direct, 10)}
+
+
+def largest(values: dict[str, float], n: int) -> dict[str, float]:
+    return dict(sorted(values.items(), key=lambda kv: kv[1], reverse=True)[:n])
 
 
 def measure_function(python: Path, sandbox: Sandbox, name: str, runs: int, env: dict[str, str]) -> dict[str, Any]:
