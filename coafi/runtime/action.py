@@ -14,6 +14,7 @@ Step Functions' Retry and Catch see the error's class.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,14 +95,26 @@ def action(fn: ActionFunction) -> LambdaHandler:
         store.step_started(ctx.executionId, ctx.stepId, step_name=ctx.stepName, step_type="task",
                            action=ctx.action)
         logger.info("step started")
-        try:
-            output = fn(step)
-        except Exception as exc:
-            error = {"type": type(exc).__name__, "message": str(exc)}
-            store.step_failed(ctx.executionId, ctx.stepId, error)
-            logger.warning("step failed", extra={"error_type": error["type"], "error": error["message"]})
-            raise
-        store.step_succeeded(ctx.executionId, ctx.stepId, output)
+        from coafi import telemetry
+
+        started = time.monotonic()
+        # metrics, logs and traces of the action carry its workflow, step and execution
+        with telemetry.step_scope(step), telemetry.batch():
+            telemetry.increment_counter("StepStarted")
+            if ctx.attempt > 0:
+                telemetry.increment_counter("RetryAttempted")
+            try:
+                output = fn(step)
+            except Exception as exc:
+                error = {"type": type(exc).__name__, "message": str(exc)}
+                store.step_failed(ctx.executionId, ctx.stepId, error)
+                telemetry.increment_counter("StepFailed")
+                logger.warning("step failed", extra={"error_type": error["type"], "error": error["message"]})
+                raise
+            finally:
+                telemetry.observe_histogram("StepDuration", (time.monotonic() - started) * 1000, unit="Milliseconds")
+            store.step_succeeded(ctx.executionId, ctx.stepId, output)
+            telemetry.increment_counter("StepSucceeded")
         logger.info("step succeeded")
         return output
 

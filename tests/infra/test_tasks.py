@@ -32,9 +32,7 @@ def synth(focused_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Sy
     app = cdk.App(context=context, outdir=str(tmp_path_factory.mktemp("cdk-tasks")))
     config = CoafiConfig.from_context(app.node)
     stack = CoafiStack(app, config.stack_name, config=config)
-    if not isinstance(getattr(stack, "tasks", None), Tasks):  # until infra/stack.py builds it itself
-        stack.tasks = Tasks(stack, "Tasks", core=stack.core, actions=stack.actions,  # type: ignore[attr-defined]
-                            workflows=stack.workflows)
+    assert isinstance(stack.tasks, Tasks)
     cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     assembly = app.synth()
     artifact = assembly.get_stack_by_name(config.stack_name)

@@ -47,3 +47,23 @@ def test_content_generation_permission_denied_fails_without_running_later_steps(
     failed = result.step("checkPermissions")
     assert failed.error is not None and failed.error.type == "PermissionDenied"
     assert failed.attempts == 1  # permanent errors are not retried
+
+
+def test_every_step_emits_its_metrics_with_workflow_and_step_dimensions(
+    sample_cloud: InProcessCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    capsys.readouterr()
+    result = sample_cloud.run("content-generation", CONTENT_REQUEST)
+    assert result.status == "SUCCEEDED", result.cause
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    by_step = {d["step"]: d for d in documents if d.get("workflow") == "content-generation"}
+    assert set(by_step) == {s.stepId for s in result.steps}
+    for document in by_step.values():
+        directive = document["_aws"]["CloudWatchMetrics"][0]
+        assert directive["Dimensions"] == [["workflow", "step"]]
+        assert {m["Name"] for m in directive["Metrics"]} == {"StepStarted", "StepSucceeded", "StepDuration"}
+        values = {k: v if isinstance(v, list) else [v] for k, v in document.items() if k.startswith("Step")}
+        assert values["StepSucceeded"] == [1] and values["StepStarted"] == [1]
+        assert len(values["StepDuration"]) == 1 and values["StepDuration"][0] >= 0
