@@ -1,5 +1,7 @@
 """Cold start of each Lambda function: the import time of its handler module in a fresh interpreter.
 
+Every folder of ``functions/`` with a ``handler.py`` (the state function, the task dispatcher) and every action.
+
     .venv/bin/python bench/cold_start.py [--runs N] [--only NAME ...]
 
 Set up like Lambda's python3.12 runtime: the function folder (``/var/task``) first on ``sys.path``, then the
@@ -73,8 +75,9 @@ ENVIRONMENT = {
 
 # -- what runs ------------------------------------------------------------------------------------------------
 def function_folders() -> dict[str, Path]:
-    """``state`` and every action folder with a ``handler.py``, by name."""
-    folders = {"state": FUNCTIONS_DIR / "state"}
+    """Every function folder the app deploys, by name: ``functions/<name>/`` (the state function, the task
+    dispatcher...) and ``functions/actions/<name>/``, each holding a ``handler.py``."""
+    folders = {p.parent.name: p.parent for p in sorted(FUNCTIONS_DIR.glob("*/handler.py"))}
     folders |= {p.parent.name: p.parent for p in sorted((FUNCTIONS_DIR / "actions").glob("*/handler.py"))}
     return folders
 
