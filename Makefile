@@ -43,7 +43,7 @@ e2e: setup
 	$(BIN)/pytest tests/e2e
 
 bench: setup
-	$(BIN)/python bench/compile.py
+	$(BIN)/python bench/run_all.py
 
 local-up: setup
 	$(BIN)/coafi local up

@@ -19,4 +19,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(execution_id=operation.executionId, workflow_id=operation.workflowId,
                        op=operation.op, step_id=getattr(operation, "stepId", None))
     settings = function_settings()
-    return apply(operation, StateStore(settings.table_name, retention_days=settings.retention_days))
+    store = StateStore(settings.table_name, retention_days=settings.retention_days,
+                       payload_bucket=settings.payload_bucket)
+    return apply(operation, store)
