@@ -21,10 +21,12 @@ wall-clock time from spawn to exit, for reference. Per function:
   boto3 DynamoDB client (no request is sent).
 
 Figures are the best of N runs, interleaved (noise from other work on the machine only ever adds time; wall
-medians are in the JSON). Two variants: **as deployed** (copies of the folders *without*
+medians are in the JSON). Two variants: **source only** (copies of the folders *without*
 bytecode: Lambda's ``/var/task`` and ``/opt`` are read-only, so every cold start compiles every module from
-source, and the layer ships no ``.pyc``) and **with bytecode** (the same copies compiled first, unchecked-hash
-``.pyc``). One more ``-X importtime`` run per function, as deployed, says where the time goes.
+source; the "as_deployed" key in the JSON, which is what layers built before recipe 2 shipped) and **with
+bytecode** (the same copies compiled first, unchecked-hash ``.pyc``: what the layer ships since
+``infra/bundling.py`` recipe 2). One more ``-X importtime`` run per function, source only, says where the time
+goes.
 
 Also each function's deployment package (its folder zipped, as CDK excludes) and the layer's size, zipped and
 unzipped. Written to ``bench/results/cold_start.json`` (``coafi cost`` reads the INIT durations).
@@ -274,8 +276,8 @@ def _columns(figures: dict[str, float] | None) -> str:
 def report(rows: dict[str, dict[str, Any]], layer_sizes: tuple[int, int], notes: list[str]) -> str:
     head = (f"{'function':<26} | {'bare':>4} {'import':>6} {'over':>5} {'goal':>4} {'wall':>5} {'1st':>5} | "
             f"{'import':>6} {'over':>5} {'goal':>4} {'wall':>5} {'1st':>5} | {'package':>8}")
-    lines = [*notes, "", f"{'CPU ms, best of N':<26} | {'as deployed (no bytecode)':<34} | "
-             f"{'with bytecode (.pyc shipped)':<28} |", head, "-" * len(head)]
+    lines = [*notes, "", f"{'CPU ms, best of N':<26} | {'source only (no .pyc)':<34} | "
+             f"{'with bytecode (as deployed)':<28} |", head, "-" * len(head)]
     for name, row in rows.items():
         cold, warm = row["as_deployed"], row.get("with_bytecode")
         lines.append(f"{name:<26} | {cold['bare_ms']:>4.0f} {_columns(cold)} | {_columns(warm)} | "
