@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from coafi.state.models import ErrorInfo
+
 #: SQS ``DelaySeconds`` goes up to 15 minutes; longer delays become one-time Scheduler ``at()`` schedules.
 MAX_QUEUE_DELAY_SECONDS = 900
 WORKFLOW_PREFIX = "workflow:"
@@ -80,11 +82,8 @@ class Task(BaseModel):
         return self.type.removeprefix(WORKFLOW_PREFIX) if self.type.startswith(WORKFLOW_PREFIX) else None
 
 
-class TaskErrorInfo(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    type: str
-    message: str = ""
+#: A task's error has the shape of a step's error (``{"type", "message"}``).
+TaskErrorInfo = ErrorInfo
 
 
 class TaskRecord(BaseModel):

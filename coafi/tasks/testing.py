@@ -19,6 +19,7 @@ from typing import Any
 
 from coafi import aws
 from coafi.tasks.settings import TaskSettings
+from coafi.testing.lambda_context import FakeLambdaContext as FakeLambdaContext  # re-exported for tests
 
 
 @dataclass(frozen=True)
@@ -94,20 +95,3 @@ def sqs_event(messages: list[dict[str, Any]], source_arn: str) -> dict[str, Any]
             "awsRegion": region,
         })
     return {"Records": records}
-
-
-class FakeLambdaContext:
-    """What Powertools reads from a Lambda context."""
-
-    def __init__(self, name: str = "coafi-dispatcher", remaining_ms: int = 30_000) -> None:
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{aws.region()}:123456789012:function:{name}"
-        self.memory_limit_in_mb = 256
-        self.aws_request_id = f"req-{uuid.uuid4()}"
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(int((self._deadline - time.monotonic()) * 1000), 0)

@@ -31,6 +31,7 @@ from coafi.compiler import compile_workflow
 from coafi.compiler.asl import ArnRef, CompiledWorkflow
 from coafi.definitions import WorkflowDefinition, discover_actions, load_definitions
 from coafi.state import StateStore, StepRecord
+from coafi.testing.lambda_context import FakeLambdaContext
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -214,7 +215,7 @@ class InProcessCloud:
                 return original(backend, function_name, qualifier, body, headers, response_headers)
             event = json.loads(body) if body else {}
             try:
-                result = handler(event, _FakeContext(name))
+                result = handler(event, FakeLambdaContext(name))
             except Exception as exc:
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps({
@@ -266,22 +267,6 @@ class InProcessCloud:
 
     def run(self, workflow_id: str, workflow_input: Any, timeout: float = 30.0) -> ExecutionResult:
         return self.wait(self.start(workflow_id, workflow_input), timeout)
-
-
-class _FakeContext:
-    """The parts of a Lambda context Powertools reads."""
-
-    def __init__(self, name: str) -> None:
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-        self.memory_limit_in_mb = 256
-        self.aws_request_id = f"req-{time.monotonic_ns()}"
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def _dependency_order(compiled: dict[str, CompiledWorkflow]) -> list[str]:
