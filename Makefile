@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test unit infra e2e lint bench local-up local-down clean
+.PHONY: setup demo test unit infra e2e bench-smoke lint bench local-up local-down clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -41,6 +41,9 @@ infra: setup
 
 e2e: setup
 	$(BIN)/pytest tests/e2e
+
+bench-smoke: setup
+	$(BIN)/pytest tests/bench
 
 bench: setup
 	$(BIN)/python bench/run_all.py
