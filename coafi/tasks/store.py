@@ -199,15 +199,21 @@ class TaskStore:
         if schedule_name is not None:
             attributes["scheduleName"] = schedule_name
         item = {**task_key(task.id), **{k: _ser(v) for k, v in attributes.items()}}
+        if not self._put_new(item):
+            raise TaskAlreadyExists(task.id)
+        return record_from_item(item)
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """Write a task item that must not exist yet; False when it does (nothing is overwritten)."""
         try:
             self.client.put_item(TableName=self.table_name, Item=item,
                                  ConditionExpression="attribute_not_exists(#pk)",
                                  ExpressionAttributeNames={"#pk": schema.PARTITION_KEY})
         except ClientError as exc:
             if _conditional_failed(exc):
-                raise TaskAlreadyExists(task.id) from None
+                return False
             raise
-        return record_from_item(item)
+        return True
 
     def get(self, task_id: str) -> TaskRecord | None:
         item = self.client.get_item(TableName=self.table_name, Key=task_key(task_id), ConsistentRead=True).get("Item")
@@ -298,14 +304,8 @@ class TaskStore:
             schema.INDEX_SORT_KEY: f"{created}#{task.id}",
         }
         item = {**task_key(task.id), **{k: _ser(v) for k, v in attributes.items()}}
-        try:
-            self.client.put_item(TableName=self.table_name, Item=item,
-                                 ConditionExpression="attribute_not_exists(#pk)",
-                                 ExpressionAttributeNames={"#pk": schema.PARTITION_KEY})
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
+        if not self._put_new(item):
+            return None
         return record_from_item(item)
 
     def started(self, task_id: str, token: str, *, execution_arn: str, target: str, worker: str | None,
