@@ -77,6 +77,11 @@ class PathEvaluationError(Exception):
 # toPathArray
 
 
+#: Object.prototype members whose lookup on a value throws in jsonpath-plus (read as a property of the value).
+_OBJECT_PROTOTYPE_THROWS = frozenset({
+    "constructor", "__proto__", "__defineGetter__", "__defineSetter__", "__lookupGetter__", "__lookupSetter__",
+})
+
 def _js_replace_all(pattern: str, repl: str | Callable[[re.Match[str]], str], text: str) -> str:
     return re.sub(pattern, repl, text)
 
@@ -191,26 +196,12 @@ def _member(obj: Any, prop: str) -> Any:
     if isinstance(obj, dict):
         if prop in obj:
             return obj[prop]
-        if prop in (
-            "constructor",
-            "__proto__",
-            "__defineGetter__",
-            "__defineSetter__",
-            "__lookupGetter__",
-            "__lookupSetter__",
-        ):
+        if prop in _OBJECT_PROTOTYPE_THROWS:
             raise PathEvaluationError(f"Cannot read properties of [object Object] (reading '{prop}')")
         return UNDEFINED
     if isinstance(obj, (str, list, tuple)) and (prop == "length" or _INDEX.match(prop)):
         return _get(obj, prop) if _has_own(obj, prop) or prop == "length" else UNDEFINED
-    if prop in (
-        "constructor",
-        "__proto__",
-        "__defineGetter__",
-        "__defineSetter__",
-        "__lookupGetter__",
-        "__lookupSetter__",
-    ):
+    if prop in _OBJECT_PROTOTYPE_THROWS:
         raise PathEvaluationError(f"Cannot read properties of {js_to_string(obj)} (reading '{prop}')")
     return UNDEFINED
 
