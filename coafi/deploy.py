@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 LOCAL_ACCOUNT = "000000000000"
-LOCAL_ENDPOINT = "http://127.0.0.1:4566"
 DEFAULT_STACK = "Coafi"
 
 

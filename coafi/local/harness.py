@@ -33,7 +33,19 @@ from coafi.local.layout import LocalLayout
 LOG = logging.getLogger("coafi.local")
 
 HOST = "127.0.0.1"
-PORT = 4566
+#: Environment variable choosing the embedded LocalStack's port (default 4566), so two checkouts can each
+#: run their own local cloud side by side.
+PORT_ENV = "COAFI_LOCAL_PORT"
+
+
+def _port_from_env() -> int:
+    raw = os.environ.get(PORT_ENV, "").strip() or "4566"
+    if not raw.isdigit() or not 1024 <= int(raw) <= 65535:
+        raise ValueError(f"{PORT_ENV}={raw!r}: expected a TCP port number between 1024 and 65535")
+    return int(raw)
+
+
+PORT = _port_from_env()
 DEFAULT_ENDPOINT = f"http://{HOST}:{PORT}"
 DEFAULT_REGION = "us-east-1"
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"

@@ -214,3 +214,23 @@ def test_importing_coafi_local_is_cheap() -> None:
     code = "import sys, coafi.local; print([m for m in sys.modules if m.startswith(('coafi.local.', 'pydantic'))])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _harness_endpoint(port: str) -> subprocess.CompletedProcess[str]:
+    code = "import coafi.local.harness as h; print(h.DEFAULT_ENDPOINT)"
+    env = {**os.environ, "COAFI_LOCAL_PORT": port}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+
+
+def test_local_port_is_chosen_by_environment() -> None:
+    # two checkouts can each run their own local cloud: the port comes from COAFI_LOCAL_PORT
+    done = _harness_endpoint("4600")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "http://127.0.0.1:4600"
+
+
+@pytest.mark.parametrize("port", ["abc", "80", "70000"])
+def test_bad_local_port_names_the_variable(port: str) -> None:
+    done = _harness_endpoint(port)
+    assert done.returncode != 0
+    assert f"COAFI_LOCAL_PORT={port!r}" in done.stderr
