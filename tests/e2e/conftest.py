@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from coafi.deploy import StackOutputs, deploy
 from coafi.local import health
 from coafi.local.harness import DEFAULT_ENDPOINT, DEFAULT_REGION, LocalCloudInfo, down, up
 
@@ -50,3 +51,9 @@ def local_cloud(repo_root: Path) -> Iterator[LocalCloudInfo]:
         finally:
             if info.started:
                 down(project_root=repo_root)
+
+
+@pytest.fixture(scope="session")
+def stack(local_cloud: LocalCloudInfo, repo_root: Path) -> StackOutputs:
+    """The project's CDK app deployed once per session to the local cloud (every e2e file shares it)."""
+    return deploy(local=True, project_root=repo_root)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from coafi import aws
-from coafi.deploy import StackOutputs, deploy
+from coafi.deploy import StackOutputs
 from coafi.local.schedules import advance_clock, local_clock, tick
 from coafi.state import StateStore
 from coafi.tasks import Task, TaskRecord, TaskScheduler, TaskSettings, TaskStatus
@@ -29,11 +29,6 @@ CONTENT_REQUEST: dict[str, Any] = {
 #: validate-content-parameters reads its settings from the step's parameters (= the payload) and the request
 #: from the input (= the payload too).
 VALIDATE_PAYLOAD = {**CONTENT_REQUEST, "allowedContentTypes": ["article", "summary"], "maxLengthWords": 500}
-
-
-@pytest.fixture(scope="module")
-def stack(local_cloud: Any, repo_root: Path) -> Iterator[StackOutputs]:
-    yield deploy(local=True, project_root=repo_root)
 
 
 @pytest.fixture(scope="module")

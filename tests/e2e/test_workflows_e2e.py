@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from coafi.deploy import StackOutputs, deploy
+from coafi.deploy import StackOutputs
 from coafi.executions import find_execution, publish_event, wait_for_execution
 from coafi.state import StateStore
 
@@ -20,11 +18,6 @@ pytestmark = pytest.mark.localstack
 
 CONTENT_STEPS = ["validateParameters", "checkPermissions", "generateContent", "storeContent", "updateRegistry",
                  "notifySubscribers"]
-
-
-@pytest.fixture(scope="module")
-def stack(local_cloud: Any, repo_root: Path) -> Iterator[StackOutputs]:
-    yield deploy(local=True, project_root=repo_root)
 
 
 def request(role: str = "editor", **extra: Any) -> dict[str, Any]:
