@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Stack, Token
+from aws_cdk import Names, Stack, Token
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
@@ -30,6 +30,19 @@ def suppress(
                             applies_to=list(applies_to) if applies_to else None)],
         apply_to_children=children,
     )
+
+
+def arn_findings(resource: IConstruct, suffix: str, *, seen_from: IConstruct) -> list[str]:
+    """``arn_finding`` for a policy of ``seen_from``. When that is in a nested stack of ``resource``'s stack
+    (infra/workflow_stacks.py), cdk-nag checks the policy twice: before CDK turns the reference into a
+    parameter of the nested stack (the finding names ``<LogicalId.Arn>``) and after (``<referenceto<unique
+    id of the resource>Arn>``, CDK's name for that parameter); both name the same ARN."""
+    finding = arn_finding(resource, suffix)
+    if Stack.of(seen_from) is Stack.of(resource):
+        return [finding]
+    default_child = resource.node.default_child
+    element = default_child if default_child is not None else resource
+    return [finding, f"Resource::<referenceto{Names.node_unique_id(element.node)}Arn>{suffix}"]
 
 
 def arn_finding(resource: IConstruct, suffix: str = "") -> str:

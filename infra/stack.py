@@ -13,6 +13,7 @@ from infra.constructs import Actions, Core, WorkflowConstruct
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
+from infra.workflow_stacks import WorkflowStack
 
 
 class CoafiStack(Stack):
@@ -33,8 +34,9 @@ class CoafiStack(Stack):
         built: dict[str, WorkflowConstruct] = {}
         machines: dict[str, sfn.StateMachine] = {}
         for workflow in load_workflows(self.config.definitions_dir, actions):
+            nested = WorkflowStack(scope, workflow, stack_name=self.config.stack_name)  # infra/workflow_stacks.py
             construct = WorkflowConstruct(
-                scope, workflow.id, workflow=workflow, core=self.core, actions=self.actions, children=machines
+                nested, workflow.id, workflow=workflow, core=self.core, actions=self.actions, children=machines
             )
             built[workflow.id] = construct
             machines[workflow.id] = construct.state_machine

@@ -262,7 +262,7 @@ class WorkflowConstruct(Construct):
             "IAM5",
             "'<function ARN>:*' is CDK's grant_invoke form: versions and aliases of exactly the functions this "
             "workflow invokes (its actions and the state function), no others.",
-            [nag.arn_finding(f, ":*") for f in self.invoked_functions()],
+            [found for f in self.invoked_functions() for found in nag.arn_findings(f, ":*", seen_from=role)],
             children=True,
         )
         children = sorted(set(self.workflow.compiled.subworkflows))

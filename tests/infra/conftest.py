@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import json
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import cx_api
 from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import CoafiConfig
 from infra.stack import CoafiStack
+from tests.infra.nested import flattened
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
@@ -32,8 +34,11 @@ EXTERNAL_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:partner-enrich"
 @dataclass
 class Synth:
     stack: CoafiStack
+    #: The app's template with the workflows' nested stacks merged in (tests/infra/nested.py).
     template: Template
     template_file: Path
+    #: The app's template file and each nested stack's.
+    template_files: list[Path] = field(default_factory=list)
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -69,9 +74,14 @@ def synthesize(outdir: Path, **context: Any) -> Synth:
     config = CoafiConfig.from_context(app.node)
     stack = CoafiStack(app, config.stack_name, config=config)
     cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
-    assembly = app.synth()
-    artifact = assembly.get_stack_by_name(config.stack_name)
-    return Synth(stack, Template.from_stack(stack), Path(assembly.directory) / artifact.template_file)
+    return synth_of(stack, app.synth())
+
+
+def synth_of(stack: CoafiStack, assembly: cx_api.CloudAssembly) -> Synth:
+    artifact = assembly.get_stack_by_name(stack.stack_name)
+    template_file = Path(assembly.directory) / artifact.template_file
+    merged, nested_files = flattened(stack, Path(assembly.directory), json.loads(template_file.read_text()))
+    return Synth(stack, Template.from_json(merged), template_file, [template_file, *nested_files])
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,14 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Annotations, Match, Template
+from aws_cdk.assertions import Annotations, Match
 from cdk_nag import AwsSolutionsChecks
 
 from coafi.tasks.store import DISPATCHER_LEADING_KEYS
 from infra.config import CoafiConfig
 from infra.constructs.tasks import TABLE_ACTIONS, Tasks
 from infra.stack import CoafiStack
-from tests.infra.conftest import CDK_CONTEXT, Synth, project_context
+from tests.infra.conftest import CDK_CONTEXT, Synth, project_context, synth_of
 
 DESCRIPTION = "COAFI task dispatcher of Focus: runs queued tasks"
 SQS_CONSUME = {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
@@ -34,9 +34,7 @@ def synth(focused_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Sy
     stack = CoafiStack(app, config.stack_name, config=config)
     assert isinstance(stack.tasks, Tasks)
     cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
-    assembly = app.synth()
-    artifact = assembly.get_stack_by_name(config.stack_name)
-    return Synth(stack, Template.from_stack(stack), Path(assembly.directory) / artifact.template_file)
+    return synth_of(stack, app.synth())
 
 
 def _as_list(value: Any) -> list[Any]:
