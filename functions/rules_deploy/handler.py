@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from coafi.config import function_settings
-from coafi.rules.deploy import CustomResourceEvent, handle_event, send_response
+from coafi.rules.deploy import CustomResourceEvent, CustomResourceResponse, handle_event, send_response
 from coafi.rules.dynamo import DynamoRuleStore
 
 logger = Logger()
@@ -16,7 +16,18 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    request = CustomResourceEvent.model_validate(event)
+    try:
+        request = CustomResourceEvent.model_validate(event)
+    except ValueError as exc:  # answer anyway: CloudFormation would otherwise wait an hour for a response
+        response = CustomResourceResponse(
+            Status="FAILED", Reason=f"not a rule file custom resource request: {exc}"[:3000],
+            PhysicalResourceId=str(event.get("PhysicalResourceId") or event.get("LogicalResourceId") or "unknown"),
+            StackId=str(event.get("StackId", "")), RequestId=str(event.get("RequestId", "")),
+            LogicalResourceId=str(event.get("LogicalResourceId", "")),
+        )
+        if isinstance(event.get("ResponseURL"), str):
+            send_response(event["ResponseURL"], response)
+        raise
     logger.append_keys(request_type=request.RequestType, file=request.ResourceProperties.File)
     response = handle_event(request, DynamoRuleStore(function_settings().table_name))
     if response.Status == "FAILED":
