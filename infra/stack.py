@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
+from infra.constructs.rules import RuleFiles
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
 from infra.workflow_stacks import WorkflowStack
@@ -25,6 +26,8 @@ class CoafiStack(Stack):
         self.actions = Actions(self, "Actions", core=self.core, folders=action_folders)
         self.workflows = self._build_workflows(set(action_folders))
         self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
+        self.rules = RuleFiles(self, "Rules", core=self.core, definitions_dir=config.definitions_dir,
+                               workflows=[(wf.workflow.file, wf.workflow.definition) for wf in self.workflows.values()])
         self.observability = self._build_observability()
         self._build_outputs()
 

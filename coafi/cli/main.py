@@ -21,9 +21,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from coafi.definitions import load_definitions
 
     paths = args.paths or [_project_root() / "statemachines"]
-    definitions = load_definitions(paths)
+    from coafi.rules.decisions import workflow_rule_problems
+
+    rule_problems, rule_count = workflow_rule_problems(paths)  # rule files in <folder>/rules, rule references
+    try:
+        definitions = load_definitions(paths)
+    except DefinitionError as exc:
+        raise DefinitionError(exc.problems + rule_problems) from None
+    if rule_problems:
+        raise DefinitionError(rule_problems)
     for d in definitions:
         print(f"ok  {d.id} v{d.version}: {len(d.steps)} steps")
+    if rule_count:
+        print(f"ok  {rule_count} registry rule{'s' if rule_count != 1 else ''}")
     return 0
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coafi.compiler.layout import Leaf, Node, Par, Region, Seq, lay_out
+from coafi.compiler.rules import add_rule_states, rule_choice
 from coafi.definitions.branches import DecisionLayout, analyse_decisions, branch_labels
 from coafi.definitions.models import (
     AllCondition,
@@ -46,7 +47,7 @@ START_EXECUTION_SYNC = "arn:aws:states:::states:startExecution.sync:2"
 class ArnRef:
     """What a ``${Placeholder}`` in the ASL stands for; the CDK app resolves it to an ARN."""
 
-    kind: Literal["action", "state-function", "workflow"]
+    kind: Literal["action", "state-function", "workflow", "rules-function"]
     name: str = ""
 
 
@@ -288,11 +289,14 @@ class _Compiler:
             "Type": "Choice",
             "Comment": step.name,
             "Choices": [
-                self.choice_rule(choice.condition) | {"Next": record_names[i]}
+                (self.choice_rule(choice.condition) if choice.condition is not None
+                 else rule_choice(step.id, i)) | {"Next": record_names[i]}
                 for i, choice in enumerate(params.choices)
             ],
             "Default": record_names[-1],
         }
+        if any(choice.rule is not None for choice in params.choices):
+            return _Fragment(states, add_rule_states(self, step, states, record_names), ends)
         return _Fragment(states, step.id, ends)
 
     # -- steps -----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
+from coafi.compiler.rules import rule_text
 from coafi.definitions.branches import branch_labels
 from coafi.definitions.graph import topological_order
 from coafi.definitions.models import (
@@ -241,7 +242,8 @@ class _Drawing:
                 if label == "default":
                     text = full = "default"
                 else:
-                    full = condition_text(choices[index].condition)
+                    condition = choices[index].condition
+                    full = condition_text(condition) if condition is not None else rule_text(choices[index].rule)
                     text = _shorten(full, MAX_EDGE_LABEL)
                 for target in targets:
                     labels[(step.id, target)] = (text, f"{label}: {full}" if label != "default" else full)

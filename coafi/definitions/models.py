@@ -181,10 +181,27 @@ def _as_list(value: Any) -> Any:
 
 
 class DecisionChoice(_Model):
-    condition: Condition
+    condition: Condition | None = None
+    rule: str | dict[str, Any] | None = Field(
+        None, description="A registry rule id (statemachines/rules/) or an inline json-rules-engine rule, evaluated "
+        "by the rules function against the facts input and steps (coafi/rules/README.md); instead of condition."
+    )
     next: list[str] = Field(min_length=1, description="Step ids started when the condition holds.")
 
     _coerce = field_validator("next", mode="before")(_as_list)
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        from coafi.rules.decisions import check_choice_rule
+
+        return check_choice_rule(value)
+
+    @model_validator(mode="after")
+    def _condition_or_rule(self) -> DecisionChoice:
+        if (self.condition is None) == (self.rule is None):
+            raise ValueError("a choice needs exactly one of condition (native) or rule (a rule id or inline rule)")
+        return self
 
 
 class DecisionParameters(_Model):

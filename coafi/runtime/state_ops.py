@@ -50,6 +50,7 @@ class DecideOp(_Op):
     branch: str
     next: list[str] = Field(default_factory=list)
     skipped: list[SkippedStep] = Field(default_factory=list)
+    rules: dict[str, Any] | None = Field(None, description="the rules function's result (decisions with rules)")
 
 
 class StepOp(_Op):
@@ -119,7 +120,9 @@ def apply(operation: StartOp | FinishOp | DecideOp | StepOp, store: StateStore) 
                                    error=error_info(operation.error))
         return result
     if isinstance(operation, DecideOp):
-        output = {"branch": operation.branch, "next": operation.next}
+        output: dict[str, Any] = {"branch": operation.branch, "next": operation.next}
+        if operation.rules is not None:
+            output["rules"] = operation.rules
         store.record_step(operation.executionId, operation.stepId,
                           step_name=operation.stepName or operation.stepId, step_type="decision",
                           status="SUCCEEDED", output=output)

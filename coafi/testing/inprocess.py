@@ -39,6 +39,7 @@ TABLE = "coafi-test-state"
 PAYLOAD_BUCKET = "coafi-test-payloads"
 BUS = "coafi-test-bus"
 STATE_FUNCTION = "coafi-state"
+RULES_FUNCTION = "coafi-rules"
 
 
 @dataclass
@@ -159,6 +160,7 @@ class InProcessCloud:
         aws.client("events").create_event_bus(Name=BUS)
         role = aws.client("iam").create_role(RoleName="coafi-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         self.handlers.setdefault(STATE_FUNCTION, self._import(self.core_root / "functions/state/handler.py"))
+        self._deploy_rules()
         for name in sorted(discover_actions(self.root)):
             self.handlers.setdefault(name, self._import(self.root / "functions/actions" / name / "handler.py"))
         lam = aws.client("lambda")
@@ -179,6 +181,14 @@ class InProcessCloud:
                 "stateMachineArn"]
             self.state_machines[workflow_id] = arn
 
+    def _deploy_rules(self) -> None:
+        """The rules function, and the rule files of ``statemachines/rules/`` in the registry (as the deploy does)."""
+        from coafi.rules.deploy import deploy_rule_files
+        from coafi.rules.dynamo import DynamoRuleStore
+
+        self.handlers.setdefault(RULES_FUNCTION, self._import(self.core_root / "functions/rules/handler.py"))
+        deploy_rule_files(DynamoRuleStore(TABLE), self.root / "statemachines" / "rules")
+
     def function_arn(self, name: str) -> str:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
@@ -193,6 +203,8 @@ class InProcessCloud:
             return self.function_arn(STATE_FUNCTION)
         if ref.kind == "action":
             return self.function_arn(ref.name)
+        if ref.kind == "rules-function":
+            return self.function_arn(RULES_FUNCTION)
         return self.state_machines[ref.name]
 
     def _import(self, path: Path) -> Callable[[Any, Any], Any]:

@@ -20,6 +20,7 @@ from infra import nag
 from infra.bundling import HASH_FILE, build_shared_layer
 from infra.config import CoafiConfig
 from infra.constructs.function import ARCHITECTURE, RUNTIME, CoafiFunction
+from infra.constructs.rules import build_rules_function
 
 TTL_ATTRIBUTE = schema.TTL_ATTRIBUTE
 DLQ_RETENTION = Duration.days(14)
@@ -46,6 +47,7 @@ class Core(Construct):
         self.schedule_group = self._build_schedule_group()
         self.layer = self._build_layer()
         self.state_function = self._build_state_function()
+        self.rules_function = build_rules_function(self)  # infra/constructs/rules.py
 
     # -- state ------------------------------------------------------------------------------------
     def _build_table(self) -> dynamodb.TableV2:

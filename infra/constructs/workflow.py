@@ -97,6 +97,8 @@ class WorkflowConstruct(Construct):
                 values[placeholder] = self._action(ref.name).function_arn
             elif ref.kind == "workflow":
                 values[placeholder] = self._child(ref.name).state_machine_arn
+            elif ref.kind == "rules-function":
+                values[placeholder] = self.core.rules_function.function.function_arn
             else:
                 raise ValueError(f"{self.workflow.file}: placeholder ${{{placeholder}}} has unknown kind {ref.kind!r}")
         return values
@@ -140,6 +142,8 @@ class WorkflowConstruct(Construct):
                 function = self._action(ref.name)
                 if function not in functions:
                     functions.append(function)
+            elif ref.kind == "rules-function" and self.core.rules_function.function not in functions:
+                functions.append(self.core.rules_function.function)
         return functions
 
     def _grant_functions(self) -> None:

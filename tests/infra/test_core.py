@@ -17,7 +17,7 @@ DISPATCHER = "COAFI task dispatcher of "
 def _state_functions(synth: Synth) -> dict[str, Any]:
     """The functions that record execution state: the state function and the actions."""
     return {k: v for k, v in synth.of_type("AWS::Lambda::Function").items()
-            if not str(v["Properties"].get("Description", "")).startswith(DISPATCHER)}
+            if not str(v["Properties"].get("Description", "")).startswith((DISPATCHER, "COAFI rules"))}
 
 
 def test_state_table_has_keys_pitr_encryption_and_ttl(sample: Synth) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from coafi.definitions import WorkflowDefinition, load_definition
+from coafi.rules.decisions import uses_rules
 from infra.discovery import definition_files
 from tests.infra.conftest import EXTERNAL_ARN, REPO_ROOT, Synth
 
@@ -76,6 +77,8 @@ def test_sample_state_machine_may_invoke_exactly_the_functions_it_uses(
     used = sorted({s.action for s in definition.steps if s.type == "task" and not s.is_external})
     functions = [sample.function_id(f"COAFI action {a}") for a in used]
     functions.append(sample.function_id("COAFI state function of Coafi: records executions and steps"))
+    if uses_rules(definition):
+        functions.append(sample.function_id("COAFI rules function of Coafi: evaluates the rules of decisions"))
     external = sorted({s.action for s in definition.steps if s.is_external})
     assert _invoke_resources(sample, machine) == _expected_invoke(functions, external)
 

@@ -221,7 +221,7 @@ def test_external_lambda_actions_show_the_function_name() -> None:
 )
 def test_condition_text(condition: dict[str, Any], text: str) -> None:
     choice = DecisionChoice.model_validate({"condition": condition, "next": ["x"]})
-    assert condition_text(choice.condition) == text
+    assert choice.condition is not None and condition_text(choice.condition) == text
 
 
 def test_text_width_estimate_grows_with_text_and_bold() -> None:

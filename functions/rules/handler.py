@@ -1,0 +1,23 @@
+"""Rules function: evaluates a decision's (named or inline) rules against the workflow's facts and returns which
+are satisfied; the decision's Choice state routes on that (coafi/rules/step.py, coafi/rules/README.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from coafi.config import function_settings
+from coafi.rules.step import RulesRequest, evaluate_request, rules_engine
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(correlation_id_path="context.executionId")
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request = RulesRequest.model_validate(event)
+    logger.append_keys(execution_id=request.context.executionId, workflow_id=request.context.workflowId,
+                       step_id=request.context.stepId)
+    response = evaluate_request(request, rules_engine(function_settings().table_name))
+    logger.info("rules evaluated", extra={"satisfied": response.satisfied, "matched": response.matched})
+    return response.model_dump(mode="json")
