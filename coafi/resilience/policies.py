@@ -130,7 +130,10 @@ class ErrorPolicy(_Model):
         if len(set(actions)) != len(actions):
             raise _error_at("actions", f"actions lists an action twice: {actions}", actions)
         if not actions:
-            actions = (["retry"] if self.maxRetries else []) + (["escalate"] if self.escalationThreshold else [])
+            if self.maxRetries:
+                actions.append("retry")
+            if self.escalationThreshold is not None:
+                actions.append("escalate")
             actions.append("fail")
         if "retry" in actions and self.maxRetries == 0:
             raise _error_at("maxRetries", "actions has retry but maxRetries is 0; set maxRetries (1 or more) "
