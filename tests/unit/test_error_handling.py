@@ -38,8 +38,8 @@ TABLE = "resilience-test"
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "Op")
+    response: Any = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "Op")
 
 
 # -- classification -------------------------------------------------------------------------------------------
@@ -83,8 +83,8 @@ def test_user_subclasses_classify_by_base_and_client_errors_get_typed_names() ->
     assert typed(plain) is plain
     for cls in (errors.ThrottlingError, errors.DependencyTimeout, errors.DependencyUnavailable, errors.CircuitOpen):
         assert cls.__name__ in TRANSIENT_NAMES
-    for cls in (errors.InvalidInput, errors.AccessDenied, errors.NotFound):
-        assert cls.__name__ in PERMANENT_NAMES
+    for permanent in (errors.InvalidInput, errors.AccessDenied, errors.NotFound):
+        assert permanent.__name__ in PERMANENT_NAMES
     assert category_of_name("SystemFault") == ErrorCategory.SYSTEM
     assert category_of_name("NoSuchThing") is None
 
