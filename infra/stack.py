@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
+from infra.constructs.escalation import Escalations
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
@@ -25,6 +26,7 @@ class CoafiStack(Stack):
         self.workflows = self._build_workflows(set(action_folders))
         self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
         self.observability = self._build_observability()
+        self.escalations = Escalations(self, "Escalations", core=self.core)  # error policies' Escalation events
         self._build_outputs()
 
     def _build_workflows(self, actions: set[str]) -> dict[str, WorkflowConstruct]:
