@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class CircuitBreaker:
         self._table_name = table_name
         self.counts = counts
         self.clock = clock
+        self._local = threading.local()
 
     # -- use ----------------------------------------------------------------------------------------------------
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
@@ -129,12 +131,14 @@ class CircuitBreaker:
         return guarded
 
     def __enter__(self) -> CircuitBreaker:
-        self._probe = self.before_call()
+        # per thread and nesting level: one breaker object may guard calls made from several threads
+        stack: list[bool] = self._local.__dict__.setdefault("probes", [])
+        stack.append(self.before_call())
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
                  ) -> None:
-        probe = getattr(self, "_probe", False)
+        probe = self._local.probes.pop()
         if exc is None:
             self.after_success(probe=probe)
         else:

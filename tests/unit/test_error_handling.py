@@ -318,6 +318,22 @@ def test_circuit_opens_after_n_failures_fails_fast_half_opens_and_closes(cloud: 
     assert call() == "ok"
 
 
+def test_the_context_manager_form_counts_failures_and_closes_after_a_good_probe(cloud: None) -> None:
+    clock, dependency = Clock(), Dependency()
+    circuit = breaker(clock, failure_threshold=2)
+    for _ in range(2):
+        with pytest.raises(errors.DependencyUnavailable), circuit:
+            dependency()
+    with pytest.raises(errors.CircuitOpen), circuit:
+        dependency()
+    assert dependency.calls == 2
+    clock.advance(31)
+    dependency.healthy = True
+    with circuit:
+        assert dependency() == "ok"
+    assert circuit.status().state == CircuitState.CLOSED
+
+
 def test_failures_outside_the_window_and_permanent_errors_do_not_open_it(cloud: None) -> None:
     clock = Clock()
     circuit = breaker(clock)
