@@ -120,7 +120,11 @@ def deploy(*, local: bool, project_root: Path, stack_name: str = DEFAULT_STACK) 
     _run([cli, "deploy", stack_name, "--require-approval", "never", "--no-notices", "--progress", "events",
           "--context", f"coafi:stackName={stack_name}"], cwd=project_root, env=env,
          what=f"deploying stack {stack_name}")
-    return read_outputs(stack_name)
+    outputs = read_outputs(stack_name)
+    from coafi.resilience.registry import register_project_policies  # error policies -> the state table
+
+    register_project_policies(project_root, outputs.state_table_name)
+    return outputs
 
 
 def _reset_clients() -> None:

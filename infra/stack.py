@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
+from infra.constructs.escalation import Escalations
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.constructs.rules import RuleFiles
 from infra.constructs.tasks import Tasks
@@ -29,6 +30,7 @@ class CoafiStack(Stack):
         self.rules = RuleFiles(self, "Rules", core=self.core, definitions_dir=config.definitions_dir,
                                workflows=[(wf.workflow.file, wf.workflow.definition) for wf in self.workflows.values()])
         self.observability = self._build_observability()
+        self.escalations = Escalations(self, "Escalations", core=self.core)  # error policies' Escalation events
         self._build_outputs()
 
     def _build_workflows(self, actions: set[str]) -> dict[str, WorkflowConstruct]:

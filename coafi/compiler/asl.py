@@ -28,6 +28,7 @@ from coafi.definitions.models import (
     WorkflowDefinition,
     WorkflowStep,
 )
+from coafi.resilience.compile import continue_states, escalation_context, policy_retriers
 
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ServiceException",
@@ -306,7 +307,8 @@ class _Compiler:
             placeholder = placeholder_for_action(step.action)
             self.result.substitutions[placeholder] = ArnRef("action", step.action)
             invoke = self.invoke(step, "${" + placeholder + "}")
-            return _Fragment({step.id: invoke}, step.id, [step.id])
+            caught = continue_states(self.wf, step, invoke)  # error policies' `continue`: Catch -> <id>.continue
+            return _Fragment({step.id: invoke, **caught}, step.id, [step.id, *caught])
         if step.type == "task":
             self.result.external_functions.append(step.action)
             return self.recorded(step, self.invoke(step, step.action))
@@ -370,6 +372,7 @@ class _Compiler:
             "ResultSelector": {"output.$": "$.Payload"},
             "ResultPath": f"$.steps.{step.id}",
         }
+        state["Parameters"]["Payload"]["context"].update(escalation_context(self.wf, step))
         state.update(self.retry_and_timeout(step, service_errors=LAMBDA_SERVICE_ERRORS))
         return state
 
@@ -409,6 +412,7 @@ class _Compiler:
                              "BackoffRate": 2.0, "JitterStrategy": "FULL"})
         if user:
             retriers.append(user)
+        retriers = policy_retriers(self.wf, step, retriers)  # the step's error policies (coafi.resilience)
         out: dict[str, Any] = {"Retry": retriers} if retriers else {}
         if step.timeoutSeconds is not None:
             out["TimeoutSeconds"] = step.timeoutSeconds

@@ -82,7 +82,9 @@ def load_definition(path: Path | str, *, actions: set[str] | None = None) -> Wor
     if actions is None:
         root = find_project_root(path.resolve().parent)
         actions = discover_actions(root) if root else None
-    return validate_definition(data, str(path), actions=actions)
+    from coafi.resilience.loading import with_error_policies  # ids in `policies` name files in policies/
+
+    return with_error_policies(path, data, lambda: validate_definition(data, str(path), actions=actions))
 
 
 def load_definitions(
@@ -194,7 +196,16 @@ def _models_by_parent() -> dict[str, type[Any]]:
         "all-condition": models.AllCondition,
         "any-condition": models.AnyCondition,
         "not-condition": models.NotCondition,
+        **_error_policy_models(),
     }
+
+
+def _error_policy_models() -> dict[str, type[Any]]:
+    """The models of inline error policies (``policies[i]``), for field names and hints."""
+    from coafi.resilience import policies
+
+    return {"policy": policies.ErrorPolicy, "retryStrategy": policies.RetryStrategy,
+            "escalationThreshold": policies.EscalationThreshold}
 
 
 def _pydantic_problems(exc: ValidationError, data: dict[str, Any], file: str) -> list[Problem]:

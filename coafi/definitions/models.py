@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from coafi.resilience.policies import PolicyRef
+
 WORKFLOW_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 LAMBDA_ARN_PATTERN = re.compile(
@@ -501,7 +503,10 @@ class WorkflowDefinition(_Model):
     description: str | None = None
     steps: list[WorkflowStep] = Field(min_length=1)
     triggers: list[Trigger] = Field(default_factory=list)
-    policies: list[str] = Field(default_factory=list)
+    policies: list[PolicyRef] = Field(
+        default_factory=list, description="Error policies: ids of policies in policies/ next to the definition, or "
+        "policies declared inline (docs/error-handling.md)."
+    )
     logLevel: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ERROR"
     alarms: AlarmSettings | None = Field(
         None, description="Alarm thresholds of this workflow (executions failed/timed out/throttled, Lambda "

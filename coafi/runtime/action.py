@@ -36,6 +36,9 @@ class StepContext(BaseModel):
     action: str = ""
     attempt: int = 0
     enteredAt: str | None = None
+    errorPolicies: list[dict[str, Any]] = Field(
+        default_factory=list, description="The step's escalating error policies (coafi.resilience.escalation)."
+    )
 
 
 class StepEvent(BaseModel):
@@ -77,6 +80,9 @@ def _logger() -> Any:
 
 def action(fn: ActionFunction) -> LambdaHandler:
     """Turn ``fn(StepEvent) -> output`` into a Lambda handler that records the step's timeline."""
+    from coafi.resilience.runtime import guarded  # typed AWS errors; escalation per the step's error policies
+
+    fn = guarded(fn)
     logger: Any = None
 
     @functools.wraps(fn)

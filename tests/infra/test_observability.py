@@ -88,7 +88,8 @@ def machine_ref(synth: Synth, name: str) -> str:
 
 
 def topic_id(synth: Synth) -> str:
-    (logical_id,) = synth.of_type("AWS::SNS::Topic")
+    (logical_id,) = [k for k, t in synth.of_type("AWS::SNS::Topic").items()
+                     if t["Properties"].get("DisplayName", "").endswith(" alarms")]  # not the escalation topic
     return logical_id
 
 
@@ -119,7 +120,8 @@ def graph_metrics(widget: dict[str, Any]) -> list[tuple[str, str, str, str, dict
 
 def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(sample: Synth) -> None:
     topic = sample.resources[topic_id(sample)]
-    (key_id, key), = sample.of_type("AWS::KMS::Key").items()
+    key_id = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key = sample.resources[key_id]
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert key["Properties"]["EnableKeyRotation"] is True
     statements = key["Properties"]["KeyPolicy"]["Statement"]
@@ -129,7 +131,8 @@ def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(sample: 
 
 
 def test_alarm_topic_is_ssl_only_and_open_to_this_apps_alarms_only(sample: Synth) -> None:
-    (policy,) = sample.of_type("AWS::SNS::TopicPolicy").values()
+    (policy,) = [p for p in sample.of_type("AWS::SNS::TopicPolicy").values()
+                 if p["Properties"]["Topics"] == [{"Ref": topic_id(sample)}]]
     assert policy["Properties"]["Topics"] == [{"Ref": topic_id(sample)}]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     deny = [s for s in statements if s["Effect"] == "Deny"]

@@ -1,0 +1,137 @@
+"""Escalation: when an error policy's threshold is crossed, an ``Escalation`` event goes to the app's event bus
+(source ``coafi.errors``); the CDK app forwards those events to the escalation SNS topic.
+
+The compiler passes a step's escalating policies in its step event (``context.errorPolicies``: id, errorTypes,
+attempts); the action wrapper calls :func:`escalate_if_due` with the failed attempt. A policy escalates once per
+step and execution: when the failed attempt is the ``escalationThreshold.attempts``-th and the error is one of the
+policy's ``errorTypes`` (a name, or a category the error belongs to). The first matching policy decides.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coafi.resilience.classification import ErrorCategory, category_of_name, classify
+
+if TYPE_CHECKING:
+    from coafi.runtime.action import StepEvent
+
+SOURCE = "coafi.errors"
+DETAIL_TYPE = "Escalation"
+MAX_MESSAGE_CHARS = 2000
+
+
+class EscalationRule(BaseModel):
+    """One escalating policy of a step, as the compiler passes it (``coafi.resilience.compile``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    errorTypes: list[str] = Field(min_length=1)
+    attempts: int = Field(ge=1)
+
+    def matches(self, name: str, category: ErrorCategory) -> bool:
+        if "States.ALL" in self.errorTypes or name in self.errorTypes or category.value in self.errorTypes:
+            return True
+        known = category_of_name(name)
+        return known is not None and known.value in self.errorTypes
+
+
+class EscalationError(BaseModel):
+    type: str
+    message: str
+    category: ErrorCategory
+
+
+class EscalationDetail(BaseModel):
+    """The ``detail`` of an ``Escalation`` event."""
+
+    executionId: str
+    workflowId: str
+    workflowVersion: str = ""
+    stepId: str
+    stepName: str = ""
+    action: str = ""
+    policyId: str
+    error: EscalationError
+    attempts: int = Field(description="Failed attempts of the step so far (this one included).")
+    threshold: int = Field(description="The policy's escalationThreshold.attempts.")
+    time: str
+
+
+def due_rule(rules: list[EscalationRule], name: str, category: ErrorCategory, attempts: int
+             ) -> EscalationRule | None:
+    """The policy that escalates this failure (the first that matches the error), if its threshold is crossed
+    by exactly this attempt."""
+    for rule in rules:
+        if rule.matches(name, category):
+            return rule if attempts == rule.attempts else None
+    return None
+
+
+def escalation_for(step: StepEvent, exc: BaseException, rules_data: list[Any]) -> EscalationDetail | None:
+    """The Escalation this failure raises, or None."""
+    if not rules_data:
+        return None
+    rules = [EscalationRule.model_validate(r) for r in rules_data]
+    ctx = step.context
+    attempts = ctx.attempt + 1
+    name = type(exc).__name__
+    category = classify(exc)
+    rule = due_rule(rules, name, category, attempts)
+    if rule is None:
+        return None
+    return EscalationDetail(
+        executionId=ctx.executionId, workflowId=ctx.workflowId, workflowVersion=ctx.workflowVersion,
+        stepId=ctx.stepId, stepName=ctx.stepName, action=ctx.action, policyId=rule.id,
+        error=EscalationError(type=name, message=str(exc)[:MAX_MESSAGE_CHARS], category=category),
+        attempts=attempts, threshold=rule.attempts,
+        time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
+
+
+def publish(detail: EscalationDetail, event_bus_name: str) -> None:
+    """Put the Escalation event on the bus; raises when EventBridge refuses it."""
+    from coafi import aws
+
+    response = aws.client("events").put_events(Entries=[{
+        "EventBusName": event_bus_name, "Source": SOURCE, "DetailType": DETAIL_TYPE,
+        "Detail": detail.model_dump_json(), "Resources": [detail.executionId],
+    }])
+    if response.get("FailedEntryCount"):
+        entry = response.get("Entries", [{}])[0]
+        raise RuntimeError(f"EventBridge refused the Escalation event: {entry.get('ErrorCode')}: "
+                           f"{entry.get('ErrorMessage')}")
+
+
+def escalate_if_due(step: StepEvent, exc: BaseException, rules_data: list[Any]) -> EscalationDetail | None:
+    """Publish the Escalation of this failure if a policy's threshold is crossed; the event sent, or None.
+
+    Never raises: a bus that cannot be reached is logged (and counted as ``EscalationFailed``), and the step's
+    own error goes on to Step Functions unchanged."""
+    from coafi import telemetry
+
+    try:
+        detail = escalation_for(step, exc, rules_data)
+        if detail is None:
+            return None
+        from coafi.config import function_settings
+
+        bus = function_settings().event_bus_name
+        if not bus:
+            raise RuntimeError("COAFI_EVENT_BUS_NAME is not set: no bus to send the Escalation to")
+        publish(detail, bus)
+    except Exception as problem:
+        try:
+            telemetry.increment_counter("EscalationFailed")
+            telemetry.log_error("escalation not sent", error=problem)
+        except Exception:
+            pass
+        return None
+    telemetry.increment_counter("ErrorEscalated", {"policy": detail.policyId})
+    telemetry.log_warning("error escalated", policy=detail.policyId, attempts=detail.attempts,
+                          error_type=detail.error.type)
+    return detail
