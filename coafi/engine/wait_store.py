@@ -132,10 +132,10 @@ class WaitStore:
         """The execution's callback and signal steps that have started waiting, by step id."""
         return [self._wait_from_item(item) for item in self._query(execution_id, WAIT_PREFIX)]
 
-    def end_wait(self, record: WaitRecord, status: WaitStatus) -> bool:
-        """Mark the wait of ``record``'s token ended with ``status``; False when it is no longer WAITING with that
-        token (someone else completed it, or the step started again with a new token)."""
-        ended = record.model_copy(update={"status": status, "endedAt": now_iso()})
+    def end_wait(self, record: WaitRecord, status: WaitStatus, *, expected: WaitStatus = "WAITING") -> bool:
+        """Mark the wait of ``record``'s token ended with ``status``; False when it is no longer ``expected`` with
+        that token (someone else completed it, or the step started again with a new token)."""
+        ended = record.model_copy(update={"status": status, "endedAt": None if status == "WAITING" else now_iso()})
         try:
             self.client.update_item(
                 TableName=self.table, Key=self._key(record.executionId, WAIT_PREFIX + record.stepId),
@@ -143,7 +143,7 @@ class WaitStore:
                 ConditionExpression="taskToken = :token AND #status = :waiting",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":status": s(status), ":record": s(dumps(ended.model_dump())),
-                                           ":token": s(record.taskToken), ":waiting": s("WAITING")},
+                                           ":token": s(record.taskToken), ":waiting": s(expected)},
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -291,12 +291,14 @@ class WaitStore:
         return Delivery(executionId=execution_id, signal=name, seq=seq, signalId=values.get("signalId"),
                         waiter=waiter, payload=self.state.payloads.load(item.get("payloadJson")))
 
-    def put_back(self, execution_id: str, name: str, seq: int) -> None:
-        """A taken signal that could not be delivered (its step stopped waiting) goes back into the queue, in
-        its place by number."""
+    def put_back(self, execution_id: str, name: str, seq: int, waiter: Waiter | None = None) -> None:
+        """A taken signal that was not delivered goes back into the queue, in its place by number; ``waiter``
+        (whose token is still good: the delivery failed on the way) goes back to the head of the waiters."""
 
         def restore(channel: Channel) -> Channel:
             channel.pending = sorted({*channel.pending, seq})
+            if waiter is not None and not any(w.stepId == waiter.stepId for w in channel.waiters):
+                channel.waiters = [waiter, *channel.waiters]
             return channel
 
         self._change_channel(execution_id, name, restore)

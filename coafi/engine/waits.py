@@ -292,7 +292,10 @@ class Waits:
         try:
             self.tokens.succeed(record.taskToken, request.result)
         except TaskTokenNotActive:
-            raise self._gone(record) from None
+            raise self._gone(record, "COMPLETED") from None
+        except BaseException:  # not sent (throttled, network): the step still waits, a retry may complete it
+            self.store.end_wait(record, "WAITING", expected="COMPLETED")
+            raise
         return TaskOutcome(status="COMPLETED", via="step", executionId=record.executionId, stepId=record.stepId)
 
     def fail_task(self, request: FailTaskRequest) -> TaskOutcome:
@@ -303,7 +306,10 @@ class Waits:
         try:
             self.tokens.fail(record.taskToken, request.error, request.cause)
         except TaskTokenNotActive:
-            raise self._gone(record) from None
+            raise self._gone(record, "FAILED") from None
+        except BaseException:  # not sent (throttled, network): the step still waits, a retry may complete it
+            self.store.end_wait(record, "WAITING", expected="FAILED")
+            raise
         return TaskOutcome(status="FAILED", via="step", executionId=record.executionId, stepId=record.stepId)
 
     def _claim(self, request: _TaskTarget, status: Literal["COMPLETED", "FAILED"]) -> WaitRecord:
@@ -330,8 +336,8 @@ class Waits:
             )
         return record
 
-    def _gone(self, record: WaitRecord) -> NotWaiting:
-        self.store.put_wait(record.model_copy(update={"status": "ENDED", "endedAt": now_iso()}))
+    def _gone(self, record: WaitRecord, claimed: Literal["COMPLETED", "FAILED"]) -> NotWaiting:
+        self.store.end_wait(record, "ENDED", expected=claimed)  # unless the step waits again with a new token
         return NotWaiting(
             f"step '{record.stepId}' of execution '{record.executionId}' stopped waiting before it was completed "
             "(it timed out, or the execution was stopped); nothing was changed"
@@ -370,8 +376,8 @@ class Waits:
             except TaskTokenNotActive:
                 self.store.put_back(execution_id, name, delivery.seq)
                 continue
-            except BaseException:
-                self.store.put_back(execution_id, name, delivery.seq)
+            except BaseException:  # not sent (throttled, network): both stay queued for the next delivery
+                self.store.put_back(execution_id, name, delivery.seq, delivery.waiter)
                 raise
             self.store.mark_delivered(delivery)
             delivered.append(delivery)

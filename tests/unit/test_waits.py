@@ -54,8 +54,12 @@ class RecordingTokens(TaskTokens):
         self.succeeded: dict[str, Any] = {}
         self.failed: dict[str, tuple[str, str]] = {}
         self.dead: set[str] = set()
+        self.unreachable: set[str] = set()  # the next call with this token fails as a network error would
 
     def _settle(self, token: str) -> None:
+        if token in self.unreachable:
+            self.unreachable.discard(token)
+            raise ConnectionError("Step Functions could not be reached")
         if token in self.dead or token in self.succeeded or token in self.failed:
             raise TaskTokenNotActive(f"token {token} is not active")
 
@@ -426,3 +430,24 @@ def test_signal_workflow_module_function_uses_the_functions_environment(
         assert signal_workflow(EXEC, "go", {"x": 1}).status == "BUFFERED"
     finally:
         function_settings.cache_clear()
+
+
+def test_a_completion_that_never_reached_step_functions_can_be_retried(waits: Waits, tokens: RecordingTokens) -> None:
+    waits.begin_wait(start("review", "tok-r", kind="callback"))
+    tokens.unreachable.add("tok-r")
+    with pytest.raises(ConnectionError):
+        complete_task(execution_id=EXEC, step_id="review", result=1, waits=waits)
+    assert waits.store.get_wait(EXEC, "review").status == "WAITING"  # type: ignore[union-attr]
+    assert complete_task(execution_id=EXEC, step_id="review", result=2, waits=waits).status == "COMPLETED"
+    assert tokens.succeeded == {"tok-r": 2}
+
+
+def test_a_signal_that_never_reached_step_functions_stays_queued(waits: Waits, tokens: RecordingTokens) -> None:
+    waits.begin_wait(start("publish", "tok-p"))
+    tokens.unreachable.add("tok-p")
+    with pytest.raises(ConnectionError):
+        send(waits, "first try")
+    channel = waits.store.get_channel(EXEC, "go")
+    assert (channel.pending, [w.taskToken for w in channel.waiters]) == ([0], ["tok-p"])  # both kept
+    assert [d.seq for d in waits.deliver(EXEC, "go")] == [0]  # e.g. the next signal's delivery
+    assert tokens.succeeded == {"tok-p": "first try"}
