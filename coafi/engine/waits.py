@@ -157,8 +157,12 @@ class SignalRequest(_Request):
         return _check_size(value, "payload")
 
 
+class HeartbeatRequest(_TaskTarget):
+    """A heartbeat for a callback step with ``heartbeatSeconds``: the work is still going on."""
+
+
 class TaskOutcome(BaseModel):
-    status: Literal["COMPLETED", "FAILED"]
+    status: Literal["COMPLETED", "FAILED", "WAITING"]
     via: Literal["token", "step"]
     executionId: str | None = None
     stepId: str | None = None
@@ -312,6 +316,23 @@ class Waits:
             raise
         return TaskOutcome(status="FAILED", via="step", executionId=record.executionId, stepId=record.stepId)
 
+    def heartbeat_task(self, request: HeartbeatRequest) -> TaskOutcome:
+        """SendTaskHeartbeat: the step keeps waiting (its heartbeatSeconds start again)."""
+        if request.taskToken is not None:
+            self.tokens.heartbeat(request.taskToken)
+            return TaskOutcome(status="WAITING", via="token")
+        assert request.executionId is not None and request.stepId is not None
+        self._running(request.executionId, f"step '{request.stepId}' is not waiting any more")
+        record = self.store.get_wait(request.executionId, request.stepId)
+        if record is None or record.status != "WAITING":
+            state = "has not started waiting" if record is None else f"is not waiting ({record.status.lower()})"
+            raise NotWaiting(f"step '{request.stepId}' of execution '{request.executionId}' {state}")
+        try:
+            self.tokens.heartbeat(record.taskToken)
+        except TaskTokenNotActive:
+            raise self._gone(record, "WAITING") from None
+        return TaskOutcome(status="WAITING", via="step", executionId=record.executionId, stepId=record.stepId)
+
     def _claim(self, request: _TaskTarget, status: Literal["COMPLETED", "FAILED"]) -> WaitRecord:
         """The step's wait record, marked ``status`` by one conditional write (so two callers completing the same
         step cannot both succeed)."""
@@ -336,7 +357,7 @@ class Waits:
             )
         return record
 
-    def _gone(self, record: WaitRecord, claimed: Literal["COMPLETED", "FAILED"]) -> NotWaiting:
+    def _gone(self, record: WaitRecord, claimed: Literal["COMPLETED", "FAILED", "WAITING"]) -> NotWaiting:
         self.store.end_wait(record, "ENDED", expected=claimed)  # unless the step waits again with a new token
         return NotWaiting(
             f"step '{record.stepId}' of execution '{record.executionId}' stopped waiting before it was completed "
@@ -410,6 +431,7 @@ class Waits:
     completeTask = complete_task
     failTask = fail_task
     signalWorkflow = signal_workflow
+    heartbeatTask = heartbeat_task
 
 
 # == module-level API =======================================================================================
@@ -427,6 +449,13 @@ def fail_task(token: str | None = None, *, execution_id: str | None = None, step
     return (waits or Waits.from_env()).fail_task(request)
 
 
+def heartbeat_task(token: str | None = None, *, execution_id: str | None = None, step_id: str | None = None,
+                   waits: Waits | None = None) -> TaskOutcome:
+    """Tell a callback step with ``heartbeatSeconds`` that the work goes on (by token, or execution and step)."""
+    request = HeartbeatRequest(taskToken=token, executionId=execution_id, stepId=step_id)
+    return (waits or Waits.from_env()).heartbeat_task(request)
+
+
 def signal_workflow(execution_id: str, name: str, payload: Any = None, *, signal_id: str | None = None,
                     waits: Waits | None = None) -> SignalOutcome:
     """Send signal ``name`` with ``payload`` to an execution (delivered to its waiting step, or buffered)."""
@@ -437,3 +466,4 @@ def signal_workflow(execution_id: str, name: str, payload: Any = None, *, signal
 completeTask = complete_task
 failTask = fail_task
 signalWorkflow = signal_workflow
+heartbeatTask = heartbeat_task

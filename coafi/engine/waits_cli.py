@@ -1,4 +1,4 @@
-"""``coafi signal`` and ``coafi task complete|fail|ls``: the waiting steps of running executions (docs/waits.md).
+"""``coafi signal`` and ``coafi task complete|fail|heartbeat|ls``: waiting steps of executions (docs/waits.md).
 
 Not to be confused with ``coafi tasks`` (plural), the task scheduler. Wired into the console script by
 ``coafi.cli.main.build_parser``::
@@ -26,7 +26,7 @@ _TASK_HELP = (
 
 
 def register(subparsers: Any) -> None:
-    """Add ``signal`` and ``task`` (with ``complete``, ``fail``, ``ls``) to ``subparsers``."""
+    """Add ``signal`` and ``task`` (with ``complete``, ``fail``, ``heartbeat``, ``ls``) to ``subparsers``."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "signal", help="send a named signal to a running execution (buffered until a signal step waits for it)",
         description="Delivers PAYLOAD to the execution's step waiting for signal NAME, or buffers it until such a "
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
         "task", help=_TASK_HELP,
         description=f"Callback steps wait for completeTask/failTask. {_TASK_HELP[0].upper()}{_TASK_HELP[1:]}.",
     )
-    verbs = task.add_subparsers(dest="task_command", required=True, metavar="{complete,fail,ls}")
+    verbs = task.add_subparsers(dest="task_command", required=True, metavar="{complete,fail,heartbeat,ls}")
 
     p = verbs.add_parser("complete", help="complete a waiting callback step; RESULT becomes its output")
     _target(p)
@@ -58,6 +58,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cause", default="", help="a human-readable cause")
     _common(p)
     p.set_defaults(func=run_fail)
+
+    p = verbs.add_parser("heartbeat", help="tell a callback step with heartbeatSeconds that the work goes on")
+    _target(p)
+    _common(p)
+    p.set_defaults(func=run_heartbeat)
 
     p = verbs.add_parser("ls", help="the callback and signal steps of an execution that wait or waited")
     p.add_argument("execution", metavar="EXECUTION", help="the execution ARN")
@@ -171,6 +176,15 @@ def run_fail(args: argparse.Namespace) -> int:
 
     outcome = _waits(args).fail_task(FailTaskRequest(**_task_request(args), error=args.error, cause=args.cause))
     _print(args, outcome, f"task failed with {args.error}" + (f": step {outcome.stepId}" if outcome.stepId else ""))
+    return 0
+
+
+@_guarded
+def run_heartbeat(args: argparse.Namespace) -> int:
+    from coafi.engine.waits import HeartbeatRequest
+
+    outcome = _waits(args).heartbeat_task(HeartbeatRequest(**_task_request(args)))
+    _print(args, outcome, "heartbeat sent" + (f": step {outcome.stepId} still waiting" if outcome.stepId else ""))
     return 0
 
 

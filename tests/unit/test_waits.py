@@ -35,6 +35,7 @@ from coafi.engine.waits import (
     WaitStart,
     complete_task,
     fail_task,
+    heartbeat_task,
     signal_workflow,
 )
 from coafi.state import StateStore, schema
@@ -54,6 +55,7 @@ class RecordingTokens(TaskTokens):
         self.succeeded: dict[str, Any] = {}
         self.failed: dict[str, tuple[str, str]] = {}
         self.dead: set[str] = set()
+        self.beats: list[str] = []
         self.unreachable: set[str] = set()  # the next call with this token fails as a network error would
 
     def _settle(self, token: str) -> None:
@@ -72,6 +74,11 @@ class RecordingTokens(TaskTokens):
         with self.lock:
             self._settle(token)
             self.failed[token] = (error, cause)
+
+    def heartbeat(self, token: str) -> None:
+        with self.lock:
+            self._settle(token)
+            self.beats.append(token)
 
 
 @pytest.fixture
@@ -451,3 +458,15 @@ def test_a_signal_that_never_reached_step_functions_stays_queued(waits: Waits, t
     assert (channel.pending, [w.taskToken for w in channel.waiters]) == ([0], ["tok-p"])  # both kept
     assert [d.seq for d in waits.deliver(EXEC, "go")] == [0]  # e.g. the next signal's delivery
     assert tokens.succeeded == {"tok-p": "first try"}
+
+
+def test_heartbeats_by_step_and_by_token(waits: Waits, tokens: RecordingTokens) -> None:
+    waits.begin_wait(start("review", "tok-r", kind="callback"))
+    assert heartbeat_task(execution_id=EXEC, step_id="review", waits=waits).status == "WAITING"
+    assert heartbeat_task("tok-r", waits=waits).via == "token"
+    assert tokens.beats == ["tok-r", "tok-r"]
+    tokens.dead.add("tok-r")
+    with pytest.raises(NotWaiting, match="stopped waiting"):
+        heartbeat_task(execution_id=EXEC, step_id="review", waits=waits)
+    with pytest.raises(NotWaiting, match=r"is not waiting \(ended\)"):
+        heartbeat_task(execution_id=EXEC, step_id="review", waits=waits)

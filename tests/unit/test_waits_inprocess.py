@@ -12,7 +12,14 @@ import pytest
 
 from coafi.definitions import WorkflowDefinition, validate_definition
 from coafi.engine.wait_store import WaitRecord
-from coafi.engine.waits import ExecutionFinished, Waits, complete_task, fail_task, signal_workflow
+from coafi.engine.waits import (
+    ExecutionFinished,
+    Waits,
+    complete_task,
+    fail_task,
+    heartbeat_task,
+    signal_workflow,
+)
 from coafi.state import StateStore
 from coafi.testing import InProcessCloud
 from coafi.testing.inprocess import TABLE
@@ -38,6 +45,8 @@ DEFINITIONS = [
         {"id": "second", "type": "signal", "dependencies": ["first"], "parameters": {"signal": "go"}},
     ),
     _definition("impatient", {"id": "hold", "type": "signal", "timeoutSeconds": 1, "parameters": {"signal": "never"}}),
+    _definition("watched", {"id": "work", "type": "callback", "timeoutSeconds": 60,
+                            "parameters": {"notify": False, "heartbeatSeconds": 2}}),
 ]
 
 
@@ -132,3 +141,21 @@ def test_a_wait_past_its_timeout_fails_with_states_timeout_recorded(cloud: InPro
     assert hold.status == "FAILED" and hold.error is not None and hold.error.type == "States.Timeout"
     with pytest.raises(ExecutionFinished, match="already ended FAILED"):  # nothing waits any more
         signal_workflow(execution, "never", waits=waits)
+
+
+def test_heartbeats_keep_a_callback_waiting_and_their_absence_fails_it(cloud: InProcessCloud, waits: Waits) -> None:
+    execution = cloud.start("watched", {})
+    waiting(waits, execution, "work")
+    for _ in range(3):  # 3 s in all: longer than heartbeatSeconds, so without them the step would have failed
+        assert heartbeat_task(execution_id=execution, step_id="work", waits=waits).status == "WAITING"
+        time.sleep(1)
+    complete_task(execution_id=execution, step_id="work", result="done", waits=waits)
+    assert cloud.wait(execution).status == "SUCCEEDED"
+
+    silent = cloud.start("watched", {})
+    result = cloud.wait(silent)  # within 30 s: the step's 60 s timeout cannot be what failed it
+    # AWS names it States.HeartbeatTimeout; moto's interpreter reports a missed heartbeat as States.Timeout.
+    missed = ("States.HeartbeatTimeout", "States.Timeout")
+    assert result.status == "FAILED" and (result.cause or "").split(":")[0] in missed
+    work = result.step("work")
+    assert work.error is not None and work.error.type in missed
