@@ -11,6 +11,7 @@ import json
 import random
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -470,3 +471,11 @@ def test_heartbeats_by_step_and_by_token(waits: Waits, tokens: RecordingTokens) 
         heartbeat_task(execution_id=EXEC, step_id="review", waits=waits)
     with pytest.raises(NotWaiting, match=r"is not waiting \(ended\)"):
         heartbeat_task(execution_id=EXEC, step_id="review", waits=waits)
+
+
+def test_cost_estimate_prices_the_wait_op(repo_root: Path, tmp_path: Path) -> None:
+    from coafi.cost import estimate_file
+
+    estimate = estimate_file(repo_root / "statemachines" / "content-approval.yaml", results_dir=tmp_path / "none")
+    assert estimate.usage.invocations["state:wait"] == 2  # the callback and the signal step
+    assert estimate.total > 0
