@@ -126,10 +126,11 @@ def test_fail_task_fails_the_execution_with_the_error_recorded(stack: StackOutpu
     waiting(waits, execution, "review")
     fail_task(execution_id=execution, step_id="review", error="Rejected", cause="needs sources", waits=waits)
     description = finish(stack, execution)
-    assert (description["status"], description.get("error")) == ("FAILED", "Rejected")
+    assert (description["status"], description.get("error"), description.get("cause")) == (
+        "FAILED", "Rejected", "needs sources")
     [review] = waits.state.list_steps(execution)
     assert review.stepId == "review" and review.status == "FAILED"
-    assert review.error is not None and review.error.type == "Rejected"
+    assert review.error is not None and (review.error.type, review.error.message) == ("Rejected", "needs sources")
     record = waits.state.get_execution(execution)
     assert record is not None and record.status == "FAILED"
     assert record.error is not None and record.error.type == "Rejected"
