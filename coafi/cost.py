@@ -106,6 +106,8 @@ DEFAULT_OPERATIONS: dict[str, OpFigures] = {
     "state:step-RUNNING": OpFigures(requests=1, writes=2, wru=2),  # event + its stamp
     "state:step-SUCCEEDED": OpFigures(requests=1, writes=2, wru=2),
     "state:decide": OpFigures(requests=1, writes=2, wru=2),  # decision event + stamp; SKIPPED events apart
+    # a callback/signal step starts waiting (docs/waits.md): STARTED event, wait record, signal channel, + stamps
+    "state:wait": OpFigures(requests=4, writes=6, wru=6, reads=1, rru=1),
     "action": OpFigures(requests=2, writes=4, wru=4),  # STARTED and SUCCEEDED events + stamps; own calls unknown
     "external": OpFigures(),  # not COAFI's code: request and duration only
 }

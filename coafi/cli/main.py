@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules_cli.register(sub)
     tasks_cli.register(sub)
     cost_cli.register(sub)
+    from coafi.engine import waits_cli  # coafi signal, coafi task complete|fail|heartbeat|ls (docs/waits.md)
+
+    waits_cli.register(sub)
     return parser
 
 

@@ -334,6 +334,10 @@ class _Compiler:
             }
             state.update(self.retry_and_timeout(step, service_errors=["StepFunctions.ExecutionLimitExceeded"]))
             return self.recorded(step, state)
+        if step.type in ("callback", "signal"):  # waits for completeTask / signalWorkflow
+            from coafi.compiler.waits import compile_wait_step
+
+            return compile_wait_step(self, step)
         wait = step.wait
         state = {"Type": "Wait", "Comment": step.name}
         if isinstance(wait.seconds, int):

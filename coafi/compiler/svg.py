@@ -59,6 +59,8 @@ STYLE = {
     "wait": ("#fff4e0", "#c98500"),
     "decision": ("#fdecea", "#c0392b"),
     "subworkflow": ("#e6f4ea", "#2e7d4f"),
+    "callback": ("#f3e8fd", "#8e44ad"),
+    "signal": ("#f3e8fd", "#8e44ad"),
     "terminal": ("#f1f3f4", "#5f6368"),
 }
 _OPERATORS = {
@@ -175,6 +177,10 @@ def _detail(step: WorkflowStep) -> str:
         return f"wait until {wait.until}"
     if step.type == "subworkflow":
         return f"⇒ {step.action}"
+    if step.type == "signal":
+        return f"signal {step.signal.signal}"
+    if step.type == "callback":
+        return "callback"
     return "decision"
 
 

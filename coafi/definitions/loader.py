@@ -276,7 +276,10 @@ def _known_fields(loc: Sequence[Any]) -> list[str]:
     names = [p for p in loc if isinstance(p, str)]
     parent = names[-2] if len(names) >= 2 else ""
     if parent == "parameters":  # of a wait or a decision step (a task's parameters are free-form)
-        return [*models.WaitParameters.model_fields, *models.DecisionParameters.model_fields]
+        from coafi.definitions import waits
+
+        return [*models.WaitParameters.model_fields, *models.DecisionParameters.model_fields,
+                *waits.CallbackParameters.model_fields, *waits.SignalParameters.model_fields]
     model = _models_by_parent().get(parent, models.WorkflowDefinition)
     return [info.alias or name for name, info in model.model_fields.items()]
 

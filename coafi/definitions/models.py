@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from coafi.resilience.policies import PolicyRef
+from coafi.definitions.waits import CallbackParameters, SignalParameters, check_wait_step
 
 WORKFLOW_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -45,8 +46,8 @@ TRANSIENT_ERRORS: tuple[str, ...] = (
     "ConnectionError",
 )
 
-StepType = Literal["task", "wait", "decision", "subworkflow"]
-KNOWN_STEP_TYPES: tuple[str, ...] = ("task", "wait", "decision", "subworkflow")
+StepType = Literal["task", "wait", "decision", "subworkflow", "callback", "signal"]
+KNOWN_STEP_TYPES: tuple[str, ...] = ("task", "wait", "decision", "subworkflow", "callback", "signal")
 
 
 class _Model(BaseModel):
@@ -303,6 +304,8 @@ class WorkflowStep(_Model):
             raise _error_at("retryPolicy", f"a {self.type} step cannot have a retryPolicy", None)
         if self.type in ("wait", "decision") and self.timeoutSeconds is not None:
             raise _error_at("timeoutSeconds", f"a {self.type} step cannot have a timeoutSeconds", self.timeoutSeconds)
+        if self.type in ("callback", "signal"):  # waits for completeTask / signalWorkflow (docs/waits.md)
+            check_wait_step(self, _error_at, _validate_at)
         return self
 
     @property
@@ -316,6 +319,14 @@ class WorkflowStep(_Model):
     @property
     def decision(self) -> DecisionParameters:
         return DecisionParameters.model_validate(self.parameters)
+
+    @property
+    def callback(self) -> CallbackParameters:
+        return CallbackParameters.model_validate(self.parameters)
+
+    @property
+    def signal(self) -> SignalParameters:
+        return SignalParameters.model_validate(self.parameters)
 
 
 class EventTrigger(_Model):

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger
 
 from coafi.config import function_settings
 from coafi.runtime.state_ops import apply, parse_operation
+from coafi.runtime.wait_ops import handle_wait_operation, is_wait_operation
 from coafi.state.store import StateStore
 
 logger = Logger()
@@ -15,6 +16,8 @@ logger = Logger()
 
 @logger.inject_lambda_context(correlation_id_path="executionId")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if is_wait_operation(event):  # a callback or signal step starts waiting (docs/waits.md)
+        return handle_wait_operation(event)
     operation = parse_operation(event)
     logger.append_keys(execution_id=operation.executionId, workflow_id=operation.workflowId,
                        op=operation.op, step_id=getattr(operation, "stepId", None))

@@ -21,6 +21,7 @@ from infra.bundling import HASH_FILE, build_shared_layer
 from infra.config import CoafiConfig
 from infra.constructs.function import ARCHITECTURE, RUNTIME, CoafiFunction
 from infra.constructs.rules import build_rules_function
+from infra.constructs.waits import grant_waits
 
 TTL_ATTRIBUTE = schema.TTL_ATTRIBUTE
 DLQ_RETENTION = Duration.days(14)
@@ -210,5 +211,6 @@ class Core(Construct):
             removal_policy=self.removal_policy,
         )
         self.grant_state_access(function)
+        grant_waits(self, function)  # callback and signal steps (infra/constructs/waits.py)
         return function
 

@@ -166,7 +166,7 @@ def test_one_function_per_action_folder_plus_the_state_function(sample: Synth) -
         assert env["POWERTOOLS_SERVICE_NAME"] == (name or "coafi-state")
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Coafi"
         assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
-        assert ("COAFI_EVENT_BUS_NAME" in env) == (name is not None)
+        assert "COAFI_EVENT_BUS_NAME" in env  # the state function announces callback steps' tokens (docs/waits.md)
         log_group = sample.resources[props["LoggingConfig"]["LogGroup"]["Ref"]]
         assert log_group["Properties"]["RetentionInDays"] == 30
 
@@ -193,6 +193,8 @@ def test_function_roles_reach_only_their_log_group_the_table_the_payloads_and_th
             {"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/*"]]},  # find_executions
             {"Fn::Join": ["", [{"Fn::GetAtt": [payload_id, "Arn"]}, "/executions/*"]]},  # large payloads
             {"Fn::GetAtt": [bus_id, "Arn"]}, "*",  # "*": X-Ray only, see test_security
+            {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"}, ":",
+                               {"Ref": "AWS::AccountId"}, ":stateMachine:Coafi-*"]]},  # signal steps' tokens
         )}
         assert resources <= allowed
 

@@ -83,7 +83,7 @@ CASES = [
     # -- step types and actions ----------------------------------------------------------------------
     Case("unknown step type 'parallel' gets a hint", workflow(task("a", type="parallel")),
          "steps[0].type", "a",
-         "unknown step type 'parallel'; use one of: task, wait, decision, subworkflow "
+         "unknown step type 'parallel'; use one of: task, wait, decision, subworkflow, callback, signal "
          "(steps without dependencies between them already run in parallel)"),
     Case("unknown step type", workflow(task("a", type="lambda")),
          "steps[0].type", "a", "unknown step type 'lambda'; use one of: task, wait, decision, subworkflow"),
