@@ -117,4 +117,7 @@ class DispatcherRuntime:
     def _dispatch(self, message: dict[str, Any]) -> dict[str, Any]:
         result = self.dispatcher.dispatch_message(TaskMessage.model_validate(message),
                                                   lease_seconds=self.lease_seconds)
+        from coafi import telemetry  # runs once per task (a redelivery replays the stored result, uncounted)
+
+        telemetry.increment_counter("TaskDispatched", {"outcome": result.outcome})
         return result.model_dump(mode="json", exclude_none=True)
