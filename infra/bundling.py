@@ -26,7 +26,7 @@ from pathlib import Path
 import coafi
 
 #: Bump when the recipe below changes in a way the input hash cannot see.
-RECIPE_VERSION = "2"  # 2: ships CPython 3.12 bytecode
+RECIPE_VERSION = "3"  # 2: ships CPython 3.12 bytecode; 3: leaves out what the runtime provides
 PYTHON_VERSION = "3.12"
 PLATFORM = "manylinux2014_x86_64"
 #: Parts of ``coafi`` that never run inside Lambda (local cloud harness, console script).
@@ -35,6 +35,9 @@ EXCLUDED_SUBPACKAGES = frozenset(
     {"local", "cli", "testing", "demo.py", "deploy.py", "executions.py", "cost.py", "cost_cli.py"}
 )
 EXCLUDED_NAMES = frozenset({"__pycache__"})
+#: What Lambda's Python runtime provides (/var/runtime): pulled in as dependencies (the X-Ray SDK needs
+#: botocore), they would shadow the runtime's copies from the layer and add ~25 MB. Left out of the layer.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "dateutil", "python_dateutil", "urllib3", "six")
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 HASH_FILE = ".coafi-layer-hash"
 
@@ -119,7 +122,20 @@ def _pip_install(requirements: Path, target: Path) -> None:
             "Every requirement needs a manylinux x86_64 wheel for CPython 3.12 (binary only, no Docker)."
         )
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: not importable, not needed
+    _drop_runtime_provided(target)
     _log(f"dependencies installed in {time.monotonic() - started:.1f}s")
+
+
+def _drop_runtime_provided(site: Path) -> None:
+    """Remove the packages Lambda's runtime provides (and their metadata) from an installed dependency set."""
+    for entry in site.iterdir():
+        name = entry.name.split("-")[0] if entry.name.endswith(".dist-info") else entry.name.removesuffix(".py")
+        if name not in RUNTIME_PROVIDED:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _dependencies(requirements: Path, build_dir: Path) -> Path:

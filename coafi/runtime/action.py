@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from coafi.config import function_settings
 from coafi.errors import InvalidStepEvent
 from coafi.state.store import StateStore
+from coafi.telemetry.tracing import traced
 
 
 class StepContext(BaseModel):
@@ -110,7 +111,8 @@ def action(fn: ActionFunction) -> LambdaHandler:
             if ctx.attempt > 0:
                 telemetry.increment_counter("RetryAttempted")
             try:
-                output = fn(step)
+                with telemetry.trace(f"step {ctx.stepId}"):  # an X-Ray subsegment when tracing is on
+                    output = fn(step)
             except Exception as exc:
                 error = {"type": type(exc).__name__, "message": str(exc)}
                 store.step_failed(ctx.executionId, ctx.stepId, error)
@@ -124,4 +126,4 @@ def action(fn: ActionFunction) -> LambdaHandler:
         logger.info("step succeeded")
         return output
 
-    return handler
+    return traced(handler)

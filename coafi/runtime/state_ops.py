@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from coafi.errors import InvalidStateOperation, validation_problems
 from coafi.state.store import StateStore, now_iso
 
 _STARTED_BY = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
@@ -69,7 +70,10 @@ _ADAPTER: TypeAdapter[StartOp | FinishOp | DecideOp | StepOp] = TypeAdapter(Stat
 
 
 def parse_operation(event: Any) -> StartOp | FinishOp | DecideOp | StepOp:
-    return _ADAPTER.validate_python(event)
+    try:
+        return _ADAPTER.validate_python(event)
+    except ValidationError as exc:  # a precise, permanent error (Step Functions does not retry it)
+        raise InvalidStateOperation(f"not a COAFI state operation: {validation_problems(exc)}") from None
 
 
 def normalise_input(raw: Any) -> tuple[Any, dict[str, Any]]:

@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from pydantic import ValidationError
 
 from coafi import aws
+from coafi.errors import validation_problems
 from coafi.state import schema
 from coafi.tasks.dispatcher import DEFAULT_LEASE_SECONDS, TaskDispatcher
 from coafi.tasks.errors import InvalidTaskMessage
@@ -44,9 +45,13 @@ LEASE_MARGIN_SECONDS = 2.0
 
 def parse_message(body: str) -> TaskMessage:
     try:
-        return TaskMessage.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:
-        raise InvalidTaskMessage(f"not a COAFI task message: {str(exc)[:500]}") from None
+        data = json.loads(body)
+    except ValueError as exc:
+        raise InvalidTaskMessage(f"not a COAFI task message: the body is not JSON ({exc})") from None
+    try:
+        return TaskMessage.model_validate(data)
+    except ValidationError as exc:  # the fields at fault, not their values (payloads may be large or private)
+        raise InvalidTaskMessage(f"not a COAFI task message: {validation_problems(exc, root='body')}") from None
 
 
 def _priority(record: dict[str, Any]) -> int:
@@ -117,4 +122,7 @@ class DispatcherRuntime:
     def _dispatch(self, message: dict[str, Any]) -> dict[str, Any]:
         result = self.dispatcher.dispatch_message(TaskMessage.model_validate(message),
                                                   lease_seconds=self.lease_seconds)
+        from coafi import telemetry  # runs once per task (a redelivery replays the stored result, uncounted)
+
+        telemetry.increment_counter("TaskDispatched", {"outcome": result.outcome})
         return result.model_dump(mode="json", exclude_none=True)

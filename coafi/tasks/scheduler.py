@@ -42,6 +42,7 @@ from coafi.tasks.models import (
 )
 from coafi.tasks.settings import TaskSettings
 from coafi.tasks.store import TaskStore
+from coafi.telemetry.direct import increment as _count_metric
 
 SCHEDULE_PREFIX = "task-"
 #: SQS's message size limit, minus room for attributes.
@@ -154,6 +155,7 @@ class TaskScheduler:
             retry={"MaximumRetryAttempts": retry_attempts, "MaximumEventAgeInSeconds": max_event_age_seconds},
             description=f"COAFI cron task {task.id}: {task.type}", **extra,
         )
+        _count_metric("TaskScheduled")
         return record
 
     def cancel_task(self, task_id: str) -> bool:
@@ -219,6 +221,8 @@ class TaskScheduler:
                 result.failed[task.id] = sent_errors[task.id]
             else:
                 result.scheduled.append(outcome)
+        if result.scheduled:
+            _count_metric("TaskScheduled", len(result.scheduled))
         return result
 
     def cancel_tasks(self, task_ids: Iterable[str]) -> dict[str, bool]:
@@ -249,6 +253,7 @@ class TaskScheduler:
                                            DelaySeconds=delay, MessageAttributes=_attributes(task))
         except ClientError as exc:
             self._failed(record, exc)
+        _count_metric("TaskScheduled")
         return record
 
     def _send_batch(self, tasks: Sequence[Task], delay: int) -> dict[str, str]:
@@ -290,6 +295,7 @@ class TaskScheduler:
             retry={"MaximumRetryAttempts": AT_RETRY_ATTEMPTS, "MaximumEventAgeInSeconds": AT_MAX_EVENT_AGE},
             description=f"COAFI task {task.id}: {task.type}", ActionAfterCompletion="DELETE",
         )
+        _count_metric("TaskScheduled")
         return record
 
     def _create_schedule(self, record: TaskRecord, *, name: str, expression: str, timezone: str,

@@ -26,9 +26,9 @@ from coafi.telemetry.facade import (
     Span,
     Telemetry,
     TelemetryError,
-    tracing_available,
 )
 from coafi.telemetry.scope import StepScope, bind, current_scope, scope_of, step_scope, unbind
+from coafi.telemetry.tracing import traced, tracing_available
 
 #: The instance behind the module's functions (``configure`` changes its settings).
 default = Telemetry()
@@ -85,6 +85,7 @@ __all__ = [
     "start_trace",
     "step_scope",
     "trace",
+    "traced",
     "tracing_available",
     "unbind",
 ]

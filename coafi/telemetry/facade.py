@@ -28,6 +28,7 @@ from numbers import Real
 from typing import Any, TextIO
 
 from coafi.telemetry.scope import StepScope, current_scope
+from coafi.telemetry.tracing import get_tracer
 
 DEFAULT_NAMESPACE = "Coafi"
 DEFAULT_SERVICE = "coafi"
@@ -265,10 +266,9 @@ class Telemetry:
         with self._lock:
             if not self._tracer_checked:
                 self._tracer_checked = True
-                if tracing_available():
-                    from aws_lambda_powertools import Tracer
-
-                    self._tracer_provider = Tracer(service=self.service).provider
+                tracer = get_tracer()  # one Tracer per process, shared with the handlers' (coafi.telemetry.tracing)
+                if tracer is not None:
+                    self._tracer_provider = tracer.provider
             return self._tracer_provider
 
     # -- the design's names -----------------------------------------------------------------------
@@ -283,15 +283,6 @@ class Telemetry:
 
 
 _BATCH: ContextVar[dict[Any, Any] | None] = ContextVar("coafi_telemetry_batch", default=None)
-
-
-def tracing_available() -> bool:
-    """In Lambda, tracing not disabled (``POWERTOOLS_TRACE_DISABLED``) and the X-Ray SDK installed."""
-    import importlib.util
-
-    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "true", "yes", "on")
-    in_lambda = bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL")
-    return in_lambda and not disabled and importlib.util.find_spec("aws_xray_sdk") is not None
 
 
 def _metric_name(name: Any) -> str:

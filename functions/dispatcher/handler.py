@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from coafi.tasks.runtime import DispatcherRuntime
+from coafi.telemetry.tracing import traced
 
 logger = Logger()
 _runtime: DispatcherRuntime | None = None
@@ -25,5 +26,6 @@ def runtime() -> DispatcherRuntime:
 
 
 @logger.inject_lambda_context
+@traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return runtime().handle(event, context)

@@ -10,11 +10,14 @@ from coafi.config import function_settings
 from coafi.runtime.state_ops import apply, parse_operation
 from coafi.runtime.wait_ops import handle_wait_operation, is_wait_operation
 from coafi.state.store import StateStore
+from coafi.telemetry.operations import record_operation
+from coafi.telemetry.tracing import traced
 
 logger = Logger()
 
 
 @logger.inject_lambda_context(correlation_id_path="executionId")
+@traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if is_wait_operation(event):  # a callback or signal step starts waiting (docs/waits.md)
         return handle_wait_operation(event)
@@ -24,4 +27,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = function_settings()
     store = StateStore(settings.table_name, retention_days=settings.retention_days,
                        payload_bucket=settings.payload_bucket)
-    return apply(operation, store)
+    result = apply(operation, store)
+    record_operation(operation, logger)
+    return result

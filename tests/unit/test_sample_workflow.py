@@ -58,8 +58,14 @@ def test_every_step_emits_its_metrics_with_workflow_and_step_dimensions(
     result = sample_cloud.run("content-generation", CONTENT_REQUEST)
     assert result.status == "SUCCEEDED", result.cause
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    by_step = {d["step"]: d for d in documents if d.get("workflow") == "content-generation"}
+    by_step = {d["step"]: d for d in documents if d.get("workflow") == "content-generation" and "step" in d}
     assert set(by_step) == {s.stepId for s in result.steps}
+    # the state function counts the run itself: workflow dimension only, the execution id as metadata
+    runs = [d for d in documents if d.get("workflow") == "content-generation" and "step" not in d]
+    assert [(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], d["executionId"]) for d in runs] == [
+        ([["workflow"]], result.execution_arn)] * 2
+    assert [m["Name"] for d in runs for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == [
+        "WorkflowStarted", "WorkflowSucceeded"]
     for document in by_step.values():
         directive = document["_aws"]["CloudWatchMetrics"][0]
         assert directive["Dimensions"] == [["workflow", "step"]]

@@ -25,6 +25,19 @@ def coafi_asl_fixes() -> None:
         LOG.warning("coafi: Step Functions Parallel not found; States.* branch errors may crash executions")
 
 
+@hooks.on_infra_start()  # type: ignore[untyped-decorator]
+def coafi_emf_metrics() -> None:
+    """Turn EMF documents in Lambda logs into CloudWatch metrics, which LocalStack never does (see emf)."""
+    if os.environ.get("COAFI_EMF_METRICS", "1") == "0":
+        return
+    from coafi_localstack_plugin.emf_hook import install
+
+    if install() is not None:
+        LOG.info("coafi: EMF documents in Lambda logs become CloudWatch metrics")
+    else:
+        LOG.warning("coafi: LocalStack's Lambda log handler not found; EMF metrics are not extracted")
+
+
 @hooks.on_infra_ready()  # type: ignore[untyped-decorator]
 def coafi_fire_schedules() -> None:
     """Fire due EventBridge Scheduler schedules, which LocalStack stores but never fires (see schedules)."""
