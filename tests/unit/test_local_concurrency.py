@@ -8,9 +8,12 @@ from collections.abc import Callable
 import pytest
 
 from coafi.local.localstack_plugin.coafi_localstack_plugin.concurrency import (
+    MAX_ENVIRONMENTS_ENV,
     MAX_STARTS_ENV,
     EnvironmentGate,
+    default_max_environments,
     default_max_starts,
+    max_environments_from_env,
     max_starts_from_env,
 )
 
@@ -29,7 +32,7 @@ class Pool:
             return self.idle.pop() if self.idle else None
 
     def invoke(self, key: str, work: Callable[[str], None], on_start: Callable[[], None] = lambda: None) -> str:
-        env = self.gate.admit(key, self.try_reserve)
+        env = self.gate.admit(key, self.try_reserve, lambda: self.started)
         if env is None:
             try:
                 on_start()
@@ -37,7 +40,7 @@ class Pool:
                     self.started += 1
                     env = f"env-{self.started}"
             finally:
-                self.gate.start_finished()
+                self.gate.start_finished(key)
         work(env)
         with self.lock:
             self.idle.append(env)
@@ -55,6 +58,12 @@ def test_the_cap_comes_from_the_environment_or_the_cpus() -> None:
         max_starts_from_env({MAX_STARTS_ENV: "0"})
     with pytest.raises(ValueError, match="at least 1"):
         EnvironmentGate(0)
+    assert max_environments_from_env({MAX_ENVIRONMENTS_ENV: "5"}) == 5
+    assert max_environments_from_env({}) == default_max_environments() == 2 * default_max_starts()
+    with pytest.raises(ValueError, match=f"{MAX_ENVIRONMENTS_ENV}='-1' must be at least 1"):
+        max_environments_from_env({MAX_ENVIRONMENTS_ENV: "-1"})
+    with pytest.raises(ValueError, match="at least 1"):
+        EnvironmentGate(1, 0)
 
 
 def test_an_idle_environment_is_reused_without_a_start() -> None:
@@ -152,7 +161,7 @@ def test_a_failed_start_gives_its_slot_back() -> None:
     assert gate.starting == 0 and gate.waiting == 0
     assert pool.invoke("fn", lambda env: None) == "env-1"
     with pytest.raises(RuntimeError, match="without a start slot"):
-        gate.start_finished()
+        gate.start_finished("fn")
 
 
 def test_one_function_waiting_for_a_slot_does_not_hold_back_another_with_an_idle_environment() -> None:
@@ -175,3 +184,28 @@ def test_one_function_waiting_for_a_slot_does_not_hold_back_another_with_an_idle
     t2.join(timeout=10)
     assert not t.is_alive() and not t2.is_alive()
     assert a.started == 1  # the queued "a" invocation reused the environment the first one started
+
+
+def test_a_function_version_at_its_environment_cap_queues_for_a_warm_one_and_leaves_slots_to_others() -> None:
+    gate = EnvironmentGate(4, max_environments=2, poll_s=0.01)
+    fn, other = Pool(gate), Pool(gate)
+    hold = threading.Event()
+    used: list[str] = []
+
+    def work(env: str) -> None:
+        hold.wait(5)
+        used.append(env)
+
+    threads = [threading.Thread(target=fn.invoke, args=("fn", work)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    while gate.waiting < 4 or fn.started < 2:  # two environments busy, four invocations queued behind them
+        threading.Event().wait(0.01)
+    assert fn.started == 2 and gate.starting == 0  # free start slots, but "fn" is at its cap
+    # another function still gets a slot while "fn" waits
+    assert other.invoke("other", lambda env: None) == "env-1"
+    hold.set()
+    for t in threads:
+        t.join(timeout=10)
+        assert not t.is_alive()
+    assert fn.started == 2 and sorted(set(used)) == ["env-1", "env-2"] and len(used) == 6

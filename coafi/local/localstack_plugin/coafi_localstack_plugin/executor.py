@@ -12,7 +12,8 @@ its own process group. LocalStack keeps it warm between invocations (``LAMBDA_KE
   invocation starts a fresh process (a new cold start, as AWS resets the sandbox);
 * reports a crash of the process during an invocation as ``Runtime.ExitError``;
 * caps concurrent environment starts and queues invocations for a warm environment or a start slot
-  (``install_environment_gate``, see ``concurrency.py``; ``COAFI_LAMBDA_MAX_STARTS``, default one per CPU).
+  (``install_environment_gate``, see ``concurrency.py``; ``COAFI_LAMBDA_MAX_STARTS``, default one per CPU;
+  ``COAFI_LAMBDA_MAX_ENVIRONMENTS`` per function version, default two per CPU).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from localstack.services.lambda_.invocation.lambda_models import (
 from localstack.services.lambda_.invocation.runtime_executor import LambdaRuntimeException, RuntimeExecutor
 from werkzeug import Request
 
-from coafi_localstack_plugin.concurrency import EnvironmentGate, max_starts_from_env
+from coafi_localstack_plugin.concurrency import EnvironmentGate, max_environments_from_env, max_starts_from_env
 from coafi_localstack_plugin.runtimes import UnsupportedRuntimeError, resolve_interpreter, supported_runtimes
 
 LOG = logging.getLogger(__name__)
@@ -304,15 +305,16 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
                 # the previous sandbox was torn down (timeout, crash): initialise a fresh one, as AWS does
                 self.executor_endpoint.startup_future = Future()
                 gate = _GATE
+                slot = f"restart:{self.id}"
                 if gate is not None:  # a cold start like any other: wait for a start slot
-                    gate.admit(f"restart:{self.id}", lambda: None)
+                    gate.admit(slot, lambda: None)
                 try:
                     self._spawn_and_wait()
                 except StatusErrorException as exc:
                     return InvocationResult(request_id, exc.payload, is_error=True, logs=self._read_invocation_log())
                 finally:
                     if gate is not None:
-                        gate.start_finished()
+                        gate.start_finished(slot)
                 process = self._process
             assert process is not None
             return self._invoke_running(process, request_id, payload)
@@ -429,13 +431,14 @@ def install_environment_gate() -> EnvironmentGate:
 
     LocalStack starts an environment for every invocation that finds none idle, up to 16 at once; here each is a
     Python process on the host's few cores. Gated, an invocation takes an idle environment of its function
-    version if there is one, else starts one if fewer than ``COAFI_LAMBDA_MAX_STARTS`` are starting, else waits
-    (in arrival order) for either. Provisioned-concurrency assignment is left as LocalStack does it. Idempotent.
+    version if there is one, else starts one if fewer than ``COAFI_LAMBDA_MAX_STARTS`` are starting and its
+    version has fewer than ``COAFI_LAMBDA_MAX_ENVIRONMENTS``, else waits (in arrival order) for either.
+    Provisioned-concurrency assignment is left as LocalStack does it. Idempotent.
     """
     global _GATE
     if _GATE is not None:
         return _GATE
-    gate = EnvironmentGate(max_starts_from_env())
+    gate = EnvironmentGate(max_starts_from_env(), max_environments_from_env())
     original = AssignmentService.get_environment
 
     @contextlib.contextmanager
@@ -461,16 +464,19 @@ def install_environment_gate() -> EnvironmentGate:
                     pass
             return None
 
-        warm = gate.admit(version_manager_id, try_reserve)
+        def count() -> int:
+            return len(self.environments[version_manager_id])
+
+        warm = gate.admit(version_manager_id, try_reserve, count)
         if warm is not None:
             environment = warm
         else:  # this invocation holds a start slot
             try:
                 environment = self.start_environment(version_manager_id, function_version)
+                self.environments[version_manager_id][environment.id] = environment
+                environment.reserve()
             finally:
-                gate.start_finished()
-            self.environments[version_manager_id][environment.id] = environment
-            environment.reserve()
+                gate.start_finished(version_manager_id)  # after it is counted: the cap never sees it missing
         # from here on as LocalStack's own get_environment, plus waking the queue when the environment is free
         try:
             yield environment
@@ -486,6 +492,6 @@ def install_environment_gate() -> EnvironmentGate:
 
     AssignmentService.get_environment = get_environment  # type: ignore[method-assign]
     _GATE = gate
-    LOG.info("coafi: Lambda environments start at most %d at a time; other invocations queue for a warm one",
-             gate.max_starts)
+    LOG.info("coafi: Lambda environments start at most %d at a time, at most %s per function version; other "
+             "invocations queue for a warm one", gate.max_starts, gate.max_environments)
     return gate
