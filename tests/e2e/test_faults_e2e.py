@@ -4,7 +4,12 @@
 * a Lambda function cut off by its own timeout (the local executor kills it: ``Sandbox.Timedout``) likewise;
 * the Lambda's host process killed mid-step (SIGKILL, by the test): ``Runtime.ExitError``, retried, succeeds;
 * DynamoDB writes throttled (``ProvisionedThroughputExceededException`` from LocalStack's own DynamoDB error
-  injection) are retried by the state store's client; nothing is lost or written twice.
+  injection) are retried by the state store's client; nothing is lost or written twice;
+* LocalStack restarted between two steps of a long wait: the state table keeps the execution's record and history
+  (the embedded LocalStack keeps DynamoDB's data on disk), while the Step Functions execution and the functions
+  are gone: community LocalStack keeps no service state across a restart (that is LocalStack Pro's persistence),
+  so the rest of the run cannot happen locally. This test runs last in the session (marker
+  ``restarts_local_cloud``) because the restart also loses the session's deployment.
 
 Duplicate EventBridge delivery (one execution) belongs to the idempotent-start work and is not covered here.
 
@@ -15,6 +20,7 @@ itself (and its PID) in the state table and sleeps; later attempts return at onc
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -36,6 +42,7 @@ from coafi.compiler import compile_workflow
 from coafi.definitions.models import WorkflowDefinition
 from coafi.deploy import StackOutputs
 from coafi.executions import wait_for_execution
+from coafi.local import harness
 from coafi.local.harness import LocalCloudInfo
 from coafi.state import StateStore
 
@@ -139,7 +146,8 @@ def probe(stack: StackOutputs) -> Iterator[Probe]:
                     create(LONG_FUNCTION_TIMEOUT_S), role)
     finally:
         for name in created:
-            lam.delete_function(FunctionName=name)
+            with contextlib.suppress(lam.exceptions.ResourceNotFoundException):  # gone with a LocalStack restart
+                lam.delete_function(FunctionName=name)
 
 
 def probe_step(step_id: str, sleep_s: float, *, timeout_s: int | None = None,
@@ -355,3 +363,42 @@ def _read_from(path: Path, offset: int) -> str:
     with open(path, "rb") as f:
         f.seek(offset)
         return f.read().decode("utf-8", errors="replace")
+
+
+# -- LocalStack restarted during a long wait ---------------------------------------------------------------------
+@pytest.mark.restarts_local_cloud
+def test_a_local_cloud_restart_during_a_long_wait_keeps_the_state_table_but_not_the_execution(
+    probe: Probe, local_cloud: LocalCloudInfo, repo_root: Path,
+) -> None:
+    if not (local_cloud.embedded and local_cloud.started):
+        pytest.skip("restarts only an embedded LocalStack this session started (it loses every deployed resource)")
+    machine = probe.machine([
+        probe_step("before", 0),
+        {"id": "hold", "name": "Hold", "type": "wait", "parameters": {"seconds": 3600}, "dependencies": ["before"]},
+        probe_step("after", 0, depends=["hold"]),
+    ], probe.medium_function)
+    arn = probe.start(machine)
+    store = probe.store
+    deadline = time.monotonic() + 180
+    while {s.stepId: s.status for s in store.list_steps(arn)}.get("hold") != "RUNNING":
+        assert time.monotonic() < deadline, "the execution never reached its wait"
+        time.sleep(0.5)
+    record_before = store.get_execution(arn)
+    history_before = store.get_execution_history(arn)
+    assert record_before is not None and record_before.status == "RUNNING"
+
+    harness.down(project_root=repo_root)
+    harness.up(project_root=repo_root)
+
+    # what AWS would keep and the local cloud keeps too: the state table's items, unchanged
+    assert store.get_execution(arn) == record_before
+    assert store.get_execution_history(arn) == history_before
+    steps = {s.stepId: s.status for s in store.list_steps(arn)}
+    assert steps == {"before": "SUCCEEDED", "hold": "RUNNING"}
+    # what AWS would keep and community LocalStack does not: the execution itself and the deployed functions
+    sfn = aws.client("stepfunctions")
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.describe_execution(executionArn=arn)
+    lam = aws.client("lambda")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName=probe.medium_function)

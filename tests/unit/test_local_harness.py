@@ -166,6 +166,7 @@ def test_localstack_environment_is_host_mode_offline_with_the_coafi_executor(tmp
     assert env["PATH"] == "/usr/bin"
     assert not {"AWS_ENDPOINT_URL", "PYTHONPATH", "VIRTUAL_ENV"} & set(env)
     assert env["ENABLE_CONFIG_UPDATES"] == "1"  # fault injection for the e2e fault suite
+    assert env["PERSISTENCE"] == "1"  # DynamoDB Local's data survives a restart
     assert localstack_environment(layout, {}, base={"ENABLE_CONFIG_UPDATES": "0"})["ENABLE_CONFIG_UPDATES"] == "0"
 
 
