@@ -3,9 +3,9 @@
     .venv/bin/python bench/run_all.py [--quick] [--with-local] [--only NAME ...]
 
 Order: compile, synth, cold_start, state_writes, then any other ``bench/*.py`` (e.g. the rule engine's), then
-the cost estimate of every shipped workflow from the figures just written. ``local_e2e`` starts and deploys to
-the embedded LocalStack (port 4566), so it only runs with ``--with-local``. ``--quick`` passes small sizes
-(a smoke run, not figures to record). Each script prints its own figures, ratios against its own baseline
+the cost estimate of every shipped workflow from the figures just written. ``local_e2e`` and ``local_load`` start
+and deploy to the embedded LocalStack (port 4566), so they only run with ``--with-local``. ``--quick`` passes small
+sizes (a smoke run, not figures to record). Each script prints its own figures, ratios against its own baseline
 included; the exit status is non-zero if any script failed.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 ORDER = ("compile", "synth", "cold_start", "state_writes")
-NEEDS_LOCALSTACK = ("local_e2e",)
+NEEDS_LOCALSTACK = ("local_e2e", "local_load")
 NOT_BENCHMARKS = ("run_all",)
 QUICK_ARGS: dict[str, list[str]] = {
     "compile": ["--sizes", "10,100", "--repeat", "1"],
@@ -28,6 +28,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "cold_start": ["--runs", "1", "--only", "state", "--no-bytecode-variant", "--no-save"],
     "state_writes": ["--executions", "1", "--no-save"],
     "local_e2e": ["--runs", "1", "--concurrent", "5", "--no-save"],
+    "local_load": ["--executions", "5", "--at-once", "5", "--in-flight", "2", "--no-save"],
 }
 
 
@@ -64,7 +65,8 @@ def cost_of_shipped_workflows() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the scripts run, not figures")
-    parser.add_argument("--with-local", action="store_true", help="also run local_e2e (starts LocalStack)")
+    parser.add_argument("--with-local", action="store_true",
+                        help="also run local_e2e and local_load (start LocalStack)")
     parser.add_argument("--only", action="append", default=[], help="run only this benchmark (repeatable)")
     parser.add_argument("--no-cost", action="store_true", help="skip the cost estimates at the end")
     args = parser.parse_args(argv)
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (code, seconds) in results.items():
         print(f"{name:<16} {'ok' if code == 0 else f'FAILED (exit {code})':<18} {seconds:7.1f} s")
     if not args.with_local:
-        print(f"{'local_e2e':<16} {'skipped':<18} (needs LocalStack on port 4566: --with-local)")
+        for name in NEEDS_LOCALSTACK:
+            print(f"{name:<16} {'skipped':<18} (needs LocalStack on port 4566: --with-local)")
     failed = sum(1 for code, _ in results.values() if code != 0) + cost_failures
     return 1 if failed else 0
 

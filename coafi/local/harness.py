@@ -191,6 +191,12 @@ def localstack_environment(layout: LocalLayout, interpreters: Mapping[str, Path]
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # LocalStack's config endpoint (POST /_localstack/config), for fault injection such as DynamoDB throttling
+    # (DYNAMODB_WRITE_ERROR_PROBABILITY) in the e2e fault suite; the gateway listens on 127.0.0.1 only
+    env.setdefault("ENABLE_CONFIG_UPDATES", "1")
+    # DynamoDB Local's tables (and CloudWatch's metrics) on disk under localstack-fs/var/lib/localstack/state, so
+    # they survive a restart as they would on AWS; community LocalStack keeps no other service state (Pro does)
+    env.setdefault("PERSISTENCE", "1")
     return env
 
 

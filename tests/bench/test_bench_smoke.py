@@ -4,6 +4,7 @@ tests only keep them working. ``local_e2e`` needs LocalStack: only its pure part
 from __future__ import annotations
 
 import importlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -85,11 +86,36 @@ def test_local_e2e_helpers_without_localstack() -> None:
     assert "12.0x the baseline" in module.report(figures)
 
 
+def test_local_load_helpers_without_localstack() -> None:
+    module = bench("local_load")
+    fn = "arn:aws:lambda:us-east-1:000000000000:function:CoafiStack-Validate-abc"
+    history: list[dict[str, Any]] = [
+        {"type": "TaskScheduled", "taskScheduledEventDetails": {
+            "resourceType": "lambda", "parameters": json.dumps({"FunctionName": fn, "Payload": {}})}},
+        {"type": "TaskScheduled", "taskScheduledEventDetails": {
+            "resourceType": "lambda", "parameters": json.dumps({"FunctionName": fn + ":$LATEST"})}},
+        {"type": "TaskScheduled", "taskScheduledEventDetails": {"resourceType": "states", "parameters": "{}"}},
+    ]
+    assert module.lambda_tasks(history) == {"CoafiStack-Validate-abc": 2}
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    runs = [{"startDate": t0, "stopDate": t0 + timedelta(seconds=30)},
+            {"startDate": t0 + timedelta(seconds=10), "stopDate": t0 + timedelta(seconds=60)}]
+    assert module.per_minute(runs) == 2.0
+    figures = {"executions": 2, "at_once": 2, "at_once_succeeded": 2, "at_once_per_min": 4.0, "in_flight": 1,
+               "wall_s": 60.0, "per_min": 2.0,
+               "accounting": {"succeeded": 2, "state_records": 2, "indexed": 2, "coafi_histories": 2,
+                              "sfn_histories": 2, "lambda_tasks": 16, "lambda_invocations_metric": 16.0,
+                              "workflow_metric": None, "problems": ["x: FAILED"]}}
+    text = module.report(figures)
+    assert "2 of 2 succeeded" in text and "2.0 executions/min" in text and "not checked" in text
+    assert "PROBLEM: x: FAILED" in text
+
+
 def test_run_all_orders_the_scripts_and_runs_one(capsys: pytest.CaptureFixture[str]) -> None:
     module = bench("run_all")
     names = module.scripts(with_local=False, only=[])
     assert names[:4] == ["compile", "synth", "cold_start", "state_writes"]
-    assert "local_e2e" not in names and "run_all" not in names
-    assert module.scripts(with_local=True, only=[])[-1] == "local_e2e"
+    assert "local_e2e" not in names and "local_load" not in names and "run_all" not in names
+    assert module.scripts(with_local=True, only=[])[-2:] == ["local_e2e", "local_load"]
     assert module.main(["--quick", "--only", "compile", "--no-cost"]) == 0
     assert "compile" in capsys.readouterr().out

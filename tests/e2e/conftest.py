@@ -29,6 +29,15 @@ def _reachable_endpoint() -> str | None:
     return None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "restarts_local_cloud: restarts the session's LocalStack; runs last")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the local cloud run after all others: the restart loses the session's deployment."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_local_cloud") is not None)
+
+
 @pytest.fixture(scope="session")
 def local_cloud(repo_root: Path) -> Iterator[LocalCloudInfo]:
     endpoint = _reachable_endpoint()

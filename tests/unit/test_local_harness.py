@@ -165,6 +165,9 @@ def test_localstack_environment_is_host_mode_offline_with_the_coafi_executor(tmp
     assert '"python3.12": "/py312"' in env["COAFI_LAMBDA_INTERPRETERS"]
     assert env["PATH"] == "/usr/bin"
     assert not {"AWS_ENDPOINT_URL", "PYTHONPATH", "VIRTUAL_ENV"} & set(env)
+    assert env["ENABLE_CONFIG_UPDATES"] == "1"  # fault injection for the e2e fault suite
+    assert env["PERSISTENCE"] == "1"  # DynamoDB Local's data survives a restart
+    assert localstack_environment(layout, {}, base={"ENABLE_CONFIG_UPDATES": "0"})["ENABLE_CONFIG_UPDATES"] == "0"
 
 
 # ---- processes and lock -----------------------------------------------------------------------------------

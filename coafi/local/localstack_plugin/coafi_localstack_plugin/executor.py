@@ -10,7 +10,10 @@ its own process group. LocalStack keeps it warm between invocations (``LAMBDA_KE
 * enforces the function timeout: on expiry the process group is killed and the invocation fails with
   ``Sandbox.Timedout`` (``RequestId: ... Error: Task timed out after N.00 seconds``) like AWS; the next
   invocation starts a fresh process (a new cold start, as AWS resets the sandbox);
-* reports a crash of the process during an invocation as ``Runtime.ExitError``.
+* reports a crash of the process during an invocation as ``Runtime.ExitError``;
+* caps concurrent environment starts and queues invocations for a warm environment or a start slot
+  (``install_environment_gate``, see ``concurrency.py``; ``COAFI_LAMBDA_MAX_STARTS``, default one per CPU;
+  ``COAFI_LAMBDA_MAX_ENVIRONMENTS`` per function version, default two per CPU).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from datetime import UTC, datetime
@@ -35,15 +39,22 @@ from pathlib import Path
 from localstack import config
 from localstack.aws.api.lambda_ import PackageType
 from localstack.http import Response
+from localstack.services.lambda_.invocation.assignment import AssignmentService
+from localstack.services.lambda_.invocation.execution_environment import ExecutionEnvironment, InvalidStatusException
 from localstack.services.lambda_.invocation.executor_endpoint import (
     ExecutorEndpoint,
     ShutdownDuringStartup,
     StatusErrorException,
 )
-from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
+from localstack.services.lambda_.invocation.lambda_models import (
+    FunctionVersion,
+    InitializationType,
+    InvocationResult,
+)
 from localstack.services.lambda_.invocation.runtime_executor import LambdaRuntimeException, RuntimeExecutor
 from werkzeug import Request
 
+from coafi_localstack_plugin.concurrency import EnvironmentGate, max_environments_from_env, max_starts_from_env
 from coafi_localstack_plugin.runtimes import UnsupportedRuntimeError, resolve_interpreter, supported_runtimes
 
 LOG = logging.getLogger(__name__)
@@ -293,10 +304,17 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
             if process is None or process.poll() is not None:
                 # the previous sandbox was torn down (timeout, crash): initialise a fresh one, as AWS does
                 self.executor_endpoint.startup_future = Future()
+                gate = _GATE
+                slot = f"restart:{self.id}"
+                if gate is not None:  # a cold start like any other: wait for a start slot
+                    gate.admit(slot, lambda: None)
                 try:
                     self._spawn_and_wait()
                 except StatusErrorException as exc:
                     return InvocationResult(request_id, exc.payload, is_error=True, logs=self._read_invocation_log())
+                finally:
+                    if gate is not None:
+                        gate.start_finished(slot)
                 process = self._process
             assert process is not None
             return self._invoke_running(process, request_id, payload)
@@ -393,6 +411,8 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
 
     @classmethod
     def validate_environment(cls) -> bool:
+        # called once by LocalStack's Lambda provider when it starts with this executor selected
+        install_environment_gate()
         for runtime in supported_runtimes():
             try:
                 LOG.debug("COAFI local Lambda executor: %s -> %s", runtime, resolve_interpreter(runtime))
@@ -400,3 +420,78 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
                 LOG.warning("COAFI local Lambda executor: %s", exc)
         return True
 
+
+
+# ---- admission of invocations to environments (LocalStack's AssignmentService) ----------------------------------
+_GATE: EnvironmentGate | None = None
+
+
+def install_environment_gate() -> EnvironmentGate:
+    """Replace LocalStack's on-demand environment assignment by one that goes through an :class:`EnvironmentGate`.
+
+    LocalStack starts an environment for every invocation that finds none idle, up to 16 at once; here each is a
+    Python process on the host's few cores. Gated, an invocation takes an idle environment of its function
+    version if there is one, else starts one if fewer than ``COAFI_LAMBDA_MAX_STARTS`` are starting and its
+    version has fewer than ``COAFI_LAMBDA_MAX_ENVIRONMENTS``, else waits (in arrival order) for either.
+    Provisioned-concurrency assignment is left as LocalStack does it. Idempotent.
+    """
+    global _GATE
+    if _GATE is not None:
+        return _GATE
+    gate = EnvironmentGate(max_starts_from_env(), max_environments_from_env())
+    original = AssignmentService.get_environment
+
+    @contextlib.contextmanager
+    def get_environment(
+        self: AssignmentService,
+        version_manager_id: str,
+        function_version: FunctionVersion,
+        provisioning_type: InitializationType,
+    ) -> Iterator[ExecutionEnvironment]:
+        if provisioning_type != InitializationType.on_demand:
+            with original(self, version_manager_id, function_version, provisioning_type) as provisioned:
+                yield provisioned
+            return
+
+        def try_reserve() -> ExecutionEnvironment | None:
+            for candidate in list(self.environments[version_manager_id].values()):
+                if candidate.initialization_type != provisioning_type:
+                    continue
+                try:
+                    candidate.reserve()
+                    return candidate
+                except InvalidStatusException:
+                    pass
+            return None
+
+        def count() -> int:
+            return len(self.environments[version_manager_id])
+
+        warm = gate.admit(version_manager_id, try_reserve, count)
+        if warm is not None:
+            environment = warm
+        else:  # this invocation holds a start slot
+            try:
+                environment = self.start_environment(version_manager_id, function_version)
+                self.environments[version_manager_id][environment.id] = environment
+                environment.reserve()
+            finally:
+                gate.start_finished(version_manager_id)  # after it is counted: the cap never sees it missing
+        # from here on as LocalStack's own get_environment, plus waking the queue when the environment is free
+        try:
+            yield environment
+            environment.release()
+        except InvalidStatusException as invalid_e:
+            LOG.error("InvalidStatusException: %s", invalid_e)
+        except Exception as e:
+            LOG.error("Failed invocation <%s>: %s", type(e), e, exc_info=LOG.isEnabledFor(logging.DEBUG))
+            self.stop_environment(environment)
+            raise
+        finally:
+            gate.released()
+
+    AssignmentService.get_environment = get_environment  # type: ignore[method-assign]
+    _GATE = gate
+    LOG.info("coafi: Lambda environments start at most %d at a time, at most %s per function version; other "
+             "invocations queue for a warm one", gate.max_starts, gate.max_environments)
+    return gate
