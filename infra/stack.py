@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
+from infra.constructs.engine import Engine
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
@@ -22,7 +23,9 @@ class CoafiStack(Stack):
         action_folders = discover_actions(config.actions_dir)
         self.core = Core(self, "Core", config=config)
         self.actions = Actions(self, "Actions", core=self.core, folders=action_folders)
+        self.engine = Engine(self, "Engine", core=self.core)
         self.workflows = self._build_workflows(set(action_folders))
+        self.engine.attach(self.workflows)
         self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
         self.observability = self._build_observability()
         self._build_outputs()
@@ -34,7 +37,8 @@ class CoafiStack(Stack):
         machines: dict[str, sfn.StateMachine] = {}
         for workflow in load_workflows(self.config.definitions_dir, actions):
             construct = WorkflowConstruct(
-                scope, workflow.id, workflow=workflow, core=self.core, actions=self.actions, children=machines
+                scope, workflow.id, workflow=workflow, core=self.core, actions=self.actions, children=machines,
+                event_rule_builder=self.engine.build_trigger_rule,
             )
             built[workflow.id] = construct
             machines[workflow.id] = construct.state_machine
