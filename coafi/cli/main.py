@@ -158,12 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     # Commands of other capabilities register themselves (their modules import lazily what they need).
     from coafi import cost_cli
+    from coafi.engine import cli as engine_cli
     from coafi.rules import cli as rules_cli
     from coafi.tasks import cli as tasks_cli
 
     rules_cli.register(sub)
     tasks_cli.register(sub)
     cost_cli.register(sub)
+    engine_cli.register(sub)
     return parser
 
 
