@@ -261,12 +261,12 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def run_workflows(args: argparse.Namespace) -> int:
-    client = _client(args)
     wanted = {"ls": 0, "register": 3, "unregister": (1, 2), "live": 2}[args.verb]
     counts = wanted if isinstance(wanted, tuple) else (wanted,)
     if len(args.args) not in counts:
         raise ValueError(f"workflows {args.verb} takes {' or '.join(map(str, counts))} arguments, not "
                          f"{len(args.args)}: see coafi workflows --help")
+    client = _client(args)
     result: Any
     if args.verb == "register":
         workflow_id, version, arn = args.args
