@@ -202,8 +202,13 @@ def event_publisher(bus_name: str | None) -> Callable[[str, dict[str, Any]], Non
     def publish(detail_type: str, detail: dict[str, Any]) -> None:
         if not bus_name:
             raise RuntimeError("COAFI_EVENT_BUS_NAME is not set: the API function cannot answer commands")
-        from coafi.executions import publish_event
+        from coafi import aws
 
-        publish_event(bus_name, ENGINE_SOURCE, detail_type, detail)
+        result = aws.client("events").put_events(Entries=[{
+            "EventBusName": bus_name, "Source": ENGINE_SOURCE, "DetailType": detail_type,
+            "Detail": json.dumps(detail, default=str),
+        }])
+        if result.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused the {detail_type} answer: {result['Entries'][0]}")
 
     return publish

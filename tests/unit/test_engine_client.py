@@ -18,7 +18,14 @@ import pytest
 from coafi import aws
 from coafi.definitions import WorkflowDefinition, load_definition, validate_definition
 from coafi.engine.client import MAX_INPUT_BYTES, WorkflowClient
-from coafi.engine.commands import COMMAND_FAILED, COMMAND_SUCCEEDED, COMMANDS, handle
+from coafi.engine.commands import (
+    COMMAND_FAILED,
+    COMMAND_SUCCEEDED,
+    COMMANDS,
+    ENGINE_SOURCE,
+    event_publisher,
+    handle,
+)
 from coafi.engine.errors import (
     ExecutionNotRunning,
     IdempotencyConflict,
@@ -318,3 +325,19 @@ def test_watch_reports_each_step_then_the_end(cloud: InProcessCloud, client: Wor
     finished = [u.step.stepId for u in updates if u.step is not None and u.status == "SUCCEEDED"]
     assert finished == ["validateParameters", "checkPermissions", "generateContent", "storeContent",
                         "updateRegistry", "notifySubscribers"]
+
+
+def test_the_publisher_puts_answers_on_the_apps_bus(cloud: InProcessCloud, client: WorkflowClient) -> None:
+    sqs, events = aws.client("sqs"), aws.client("events")
+    queue_url = sqs.create_queue(QueueName="engine-answers")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="answers", EventBusName=BUS, EventPattern=json.dumps({"source": [ENGINE_SOURCE]}))
+    events.put_targets(Rule="answers", EventBusName=BUS, Targets=[{"Id": "q", "Arn": queue_arn}])
+    handle(command("StartWorkflow", {"workflowId": "nope", "correlationId": "c-9"}), client, event_publisher(BUS),
+           cloud.state_machines)
+    [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    answer = json.loads(message["Body"])
+    assert (answer["source"], answer["detail-type"]) == (ENGINE_SOURCE, COMMAND_FAILED)
+    assert answer["detail"]["correlationId"] == "c-9"
+    with pytest.raises(RuntimeError, match="COAFI_EVENT_BUS_NAME"):
+        event_publisher(None)(COMMAND_FAILED, {})
