@@ -120,6 +120,10 @@ def deploy(*, local: bool, project_root: Path, stack_name: str = DEFAULT_STACK) 
     _run([cli, "deploy", stack_name, "--require-approval", "never", "--no-notices", "--progress", "events",
           "--context", f"coafi:stackName={stack_name}"], cwd=project_root, env=env,
          what=f"deploying stack {stack_name}")
+    if local:  # LocalStack's community edition skips custom resources: register the workflows directly
+        from coafi.engine.registrar import sync_deployed_stack
+
+        sync_deployed_stack(stack_name)
     outputs = read_outputs(stack_name)
     from coafi.resilience.registry import register_project_policies  # error policies -> the state table
 

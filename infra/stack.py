@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
+from infra.constructs.engine import Engine
 from infra.constructs.escalation import Escalations
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.constructs.rules import RuleFiles
@@ -25,7 +26,9 @@ class CoafiStack(Stack):
         action_folders = discover_actions(config.actions_dir)
         self.core = Core(self, "Core", config=config)
         self.actions = Actions(self, "Actions", core=self.core, folders=action_folders)
+        self.engine = Engine(self, "Engine", core=self.core)
         self.workflows = self._build_workflows(set(action_folders))
+        self.engine.attach(self.workflows)
         self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
         self.rules = RuleFiles(self, "Rules", core=self.core, definitions_dir=config.definitions_dir,
                                workflows=[(wf.workflow.file, wf.workflow.definition) for wf in self.workflows.values()])
@@ -41,7 +44,8 @@ class CoafiStack(Stack):
         for workflow in load_workflows(self.config.definitions_dir, actions):
             nested = WorkflowStack(scope, workflow, stack_name=self.config.stack_name)  # infra/workflow_stacks.py
             construct = WorkflowConstruct(
-                nested, workflow.id, workflow=workflow, core=self.core, actions=self.actions, children=machines
+                nested, workflow.id, workflow=workflow, core=self.core, actions=self.actions, children=machines,
+                event_rule_builder=self.engine.build_trigger_rule,
             )
             built[workflow.id] = construct
             machines[workflow.id] = construct.state_machine

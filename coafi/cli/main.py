@@ -168,14 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     # Commands of other capabilities register themselves (their modules import lazily what they need).
     from coafi import cost_cli
+    from coafi.engine import cli as engine_cli
+    from coafi.engine import waits_cli  # coafi signal, coafi task complete|fail|heartbeat|ls (docs/waits.md)
     from coafi.rules import cli as rules_cli
     from coafi.tasks import cli as tasks_cli
 
     rules_cli.register(sub)
     tasks_cli.register(sub)
     cost_cli.register(sub)
-    from coafi.engine import waits_cli  # coafi signal, coafi task complete|fail|heartbeat|ls (docs/waits.md)
-
+    engine_cli.register(sub)
     waits_cli.register(sub)
     return parser
 

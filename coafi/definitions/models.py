@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from coafi.resilience.policies import PolicyRef
 from coafi.definitions.waits import CallbackParameters, SignalParameters, check_wait_step
+from coafi.resilience.policies import PolicyRef
 
 WORKFLOW_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"

@@ -1,1 +1,1 @@
-"""The workflow engine API (the design's WorkflowEngineInterface)."""
+"""The workflow engine API (the design's WorkflowEngineInterface): see docs/engine-api.md."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_cdk import ArnFormat, Duration, Stack, TimeZone
@@ -54,8 +54,10 @@ class WorkflowConstruct(Construct):
         core: Core,
         actions: Actions,
         children: Mapping[str, sfn.StateMachine],
+        event_rule_builder: Callable[[WorkflowConstruct, int, Any], events.Rule] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.event_rule_builder = event_rule_builder  # engine API: triggers go through its function
         self.workflow = workflow
         self.core = core
         self.actions = actions
@@ -193,7 +195,9 @@ class WorkflowConstruct(Construct):
     def _build_triggers(self) -> None:
         for index, trigger in enumerate(self.workflow.definition.triggers):
             kind = getattr(trigger, "type", None)
-            if kind == "event":
+            if kind == "event" and self.event_rule_builder is not None:
+                self.event_rule_builder(self, index, trigger)
+            elif kind == "event":
                 self._build_event_rule(index, trigger)
             elif kind == "schedule":
                 self._build_schedule(index, trigger)

@@ -12,12 +12,14 @@ from tests.infra.conftest import REPO_ROOT, Synth
 
 #: The task dispatcher (infra/constructs/tasks.py) has its own, narrower grants: tests/infra/test_tasks.py.
 DISPATCHER = "COAFI task dispatcher of "
+#: The engine API and registrar functions (infra/constructs/engine.py): tests/infra/test_engine.py.
+ENGINE = ("COAFI engine API of ", "COAFI workflow registrar of ")
 
 
 def _state_functions(synth: Synth) -> dict[str, Any]:
     """The functions that record execution state: the state function and the actions."""
     return {k: v for k, v in synth.of_type("AWS::Lambda::Function").items()
-            if not str(v["Properties"].get("Description", "")).startswith((DISPATCHER, "COAFI rules"))}
+            if not str(v["Properties"].get("Description", "")).startswith((DISPATCHER, "COAFI rules", *ENGINE))}
 
 
 def test_state_table_has_keys_pitr_encryption_and_ttl(sample: Synth) -> None:

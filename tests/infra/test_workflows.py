@@ -145,22 +145,28 @@ def test_logging_level_follows_the_definition_without_execution_data(focused: Sy
 
 
 def test_event_trigger_rule_on_the_app_bus(sample: Synth, focused: Synth) -> None:
-    machine_id, _ = sample.state_machine("Coafi-content-generation")
+    # Triggers reach the engine API function, which starts the workflow once per event id
+    # (docs/engine-api.md); the whole event is the execution input, as before.
     bus_id = next(iter(sample.of_type("AWS::Events::EventBus")))
     dlq_id = next(k for k, q in sample.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" not in q["Properties"])
+    api_id = sample.function_id("COAFI engine API of Coafi: commands and event triggers")
     rules = [r["Properties"] for r in sample.of_type("AWS::Events::Rule").values()
-             if r["Properties"]["Targets"][0]["Arn"] == {"Ref": machine_id}]
+             if "content-generation" in r["Properties"]["Targets"][0].get("InputTransformer", {}).get(
+                 "InputTemplate", "")]
     assert len(rules) == 1
     rule = rules[0]
     assert rule["EventBusName"] == {"Ref": bus_id}
     assert rule["EventPattern"] == {"source": ["coafi.content"], "detail-type": ["ContentRequested"]}
     target = rule["Targets"][0]
-    assert "InputPath" not in target and "Input" not in target and "InputTransformer" not in target
+    assert target["Arn"] == {"Fn::GetAtt": [api_id, "Arn"]}
+    assert "InputPath" not in target and "Input" not in target
+    assert json.loads(target["InputTransformer"]["InputTemplate"].replace("<aws.events.event.json>", "null")) == {
+        "coafiTrigger": {"workflowId": "content-generation"}, "event": None}
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
 
     focused_rules = [r["Properties"] for r in focused.of_type("AWS::Events::Rule").values()
-                     if r["Properties"]["EventPattern"].get("source") != ["coafi.errors"]]  # not escalations
+                     if "InputTransformer" in r["Properties"]["Targets"][0]]
     assert [r["EventPattern"] for r in focused_rules] == [
         {"source": ["test.orders"], "detail-type": ["OrderPlaced"], "detail": {"region": ["eu"]}}
     ]

@@ -1,0 +1,32 @@
+"""Engine API function: EventBridge commands on the app's bus (StartWorkflow, TerminateWorkflow, ...) and the
+event triggers of workflow definitions (coafi.engine.commands, docs/engine-api.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from coafi.engine.client import WorkflowClient
+from coafi.engine.commands import event_publisher, handle
+
+logger = Logger()
+_client: WorkflowClient | None = None
+_workflow_arns: dict[str, str] = json.loads(os.environ.get("COAFI_WORKFLOW_ARNS") or "{}")
+
+
+def client() -> WorkflowClient:
+    global _client
+    if _client is None:
+        _client = WorkflowClient.from_env()
+    return _client
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    engine = client()
+    outcome = handle(event, engine, event_publisher(engine.event_bus_name), _workflow_arns)
+    logger.info("handled", extra={"kind": outcome.kind, "ok": outcome.ok, "error": outcome.error})
+    return outcome.model_dump(mode="json")

@@ -1,0 +1,21 @@
+"""Workflow registrar: registers each deployed workflow's version and makes it live (coafi.engine.registrar);
+backs the stack's WorkflowRegistry custom resource and ``coafi deploy --local``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from coafi import aws
+from coafi.config import function_settings
+from coafi.engine.registrar import handle
+from coafi.engine.registry import WorkflowRegistry
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logger.info("registrar request", extra={"request_type": event.get("RequestType")})
+    return handle(event, WorkflowRegistry(function_settings().table_name), aws.client("stepfunctions"))

@@ -1,0 +1,230 @@
+"""The engine API in the stack (docs/engine-api.md).
+
+- **API function** (``functions/api``): handles the EventBridge commands on the app's bus (one rule matching the
+  detail-types of ``coafi.engine.commands.COMMANDS``) and the event triggers of the workflow definitions (each
+  trigger rule targets it with ``{"coafiTrigger": {"workflowId"}, "event": <aws.events.event.json>}``, so it
+  starts the workflow keyed by the event id: a duplicate delivery starts nothing). It may start the workflows'
+  state machines and their published versions, describe and stop their executions, read and write the state
+  table (records, the registry, idempotency keys) and put its answer events on the bus. Failed asynchronous
+  invocations go to the dead-letter queue after Lambda's two retries.
+- **Registrar function** (``functions/registrar``) behind the ``WorkflowRegistry`` custom resource: on every
+  deploy it publishes a version of each state machine and registers it as the workflow's live version. Its
+  table access is limited to the registry partition (``dynamodb:LeadingKeys``).
+
+Outputs: ``ApiFunctionName``, ``RegistrarFunctionName`` (``coafi deploy --local`` invokes the registrar, since
+LocalStack's community edition runs no custom resources).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aws_cdk import ArnFormat, CfnOutput, CustomResource, Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
+from constructs import Construct
+
+from coafi.engine.commands import COMMANDS
+from coafi.engine.registrar import DEPLOYED_WORKFLOWS_ENV
+from coafi.engine.registry import REGISTRY_LEADING_KEYS
+from infra import nag
+from infra.constructs.core import Core
+from infra.constructs.function import CoafiFunction
+
+if TYPE_CHECKING:
+    from infra.constructs.workflow import WorkflowConstruct
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+API_CODE_DIR = FUNCTIONS_DIR / "api"
+REGISTRAR_CODE_DIR = FUNCTIONS_DIR / "registrar"
+OUTPUT_API_FUNCTION = "ApiFunctionName"
+OUTPUT_REGISTRAR_FUNCTION = "RegistrarFunctionName"
+ASYNC_RETRIES = 2
+RULE_RETRY_ATTEMPTS = 4
+RULE_MAX_EVENT_AGE = Duration.hours(2)
+#: What the registrar does with registry items (transactions need the per-item actions).
+REGISTRAR_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query",
+                           "dynamodb:ConditionCheckItem"]
+
+
+class RegistrarFunction(CoafiFunction):
+    """A CoafiFunction whose state table access is limited to the registry partition."""
+
+    def _grant_state_table(self, table: dynamodb.ITableV2) -> None:
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=REGISTRAR_TABLE_ACTIONS,
+            resources=[table.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(REGISTRY_LEADING_KEYS)}},
+        ))
+
+
+def trigger_input(workflow_id: str) -> str:
+    """The input template of a trigger rule's target: the workflow and the whole event."""
+    return '{"coafiTrigger": {"workflowId": ' + json.dumps(workflow_id) + '}, "event": <aws.events.event.json>}'
+
+
+class Engine(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, core: Core) -> None:
+        super().__init__(scope, construct_id)
+        self.core = core
+        self.api = self._build_api()
+        self.command_rule = self._build_command_rule()
+        self.registrar: RegistrarFunction | None = None
+
+    # -- API function ---------------------------------------------------------------------------------
+    def _build_api(self) -> CoafiFunction:
+        api = CoafiFunction(
+            self,
+            "Api",
+            code_dir=API_CODE_DIR,
+            description=f"COAFI engine API of {self.core.config.stack_name}: commands and event triggers",
+            layer=self.core.layer,
+            table=self.core.table,
+            environment=self.core.function_environment("coafi-api", event_bus=True),
+            removal_policy=self.core.removal_policy,
+        )
+        self.core.grant_state_access(api)
+        self.core.event_bus.grant_put_events_to(api.function)
+        api.function.configure_async_invoke(
+            retry_attempts=ASYNC_RETRIES, on_failure=destinations.SqsDestination(self.core.dead_letter_queue))
+        return api
+
+    def _target(self, event: events.RuleTargetInput | None = None) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            self.api.function, event=event, dead_letter_queue=self.core.dead_letter_queue,
+            retry_attempts=RULE_RETRY_ATTEMPTS, max_event_age=RULE_MAX_EVENT_AGE,
+        )
+
+    def _build_command_rule(self) -> events.Rule:
+        return events.Rule(
+            self,
+            "Commands",
+            event_bus=self.core.event_bus,
+            description=f"Engine commands ({', '.join(sorted(COMMANDS))}) to the COAFI API function"[:512],
+            event_pattern=events.EventPattern(detail_type=sorted(COMMANDS)),
+            targets=[self._target()],
+        )
+
+    def build_trigger_rule(self, workflow: WorkflowConstruct, index: int, trigger: Any) -> events.Rule:
+        """An event trigger of ``workflow``: the definition's pattern, delivered to the API function, which
+        starts the workflow once per event id (WorkflowConstruct's ``event_rule_builder``)."""
+        rule = events.Rule(
+            workflow,
+            f"Trigger{index}",
+            event_bus=self.core.event_bus,
+            description=f"Starts {workflow.name} (triggers[{index}] of {workflow.workflow.file.name})"[:512],
+            event_pattern=workflow.event_pattern(trigger),
+            targets=[self._target(events.RuleTargetInput.from_object({"coafiTrigger": workflow.workflow.id}))],
+        )
+        # The whole event is the execution input (coafi.start takes ``detail`` out of it); CDK's
+        # RuleTargetInput has no form for <aws.events.event.json>, so the target's input is set here.
+        cfn = rule.node.default_child
+        assert isinstance(cfn, events.CfnRule)
+        cfn.add_property_deletion_override("Targets.0.Input")
+        cfn.add_property_override("Targets.0.InputTransformer", {"InputTemplate": trigger_input(workflow.workflow.id)})
+        return rule
+
+    # -- after the workflows are built -----------------------------------------------------------------
+    def attach(self, workflows: Mapping[str, WorkflowConstruct]) -> None:
+        """Grant the API function the workflows, and register them on every deploy."""
+        machines = {wf_id: wf.state_machine for wf_id, wf in sorted(workflows.items())}
+        stack = Stack.of(self)
+        self.api.function.add_environment(
+            "COAFI_WORKFLOW_ARNS",
+            stack.to_json_string({k: m.state_machine_arn for k, m in machines.items()}) if machines else "{}")
+        if machines:
+            self.api.function.add_to_role_policy(iam.PolicyStatement(
+                actions=["states:StartExecution"],
+                resources=[arn for m in machines.values() for arn in (m.state_machine_arn, f"{m.state_machine_arn}:*")],
+            ))
+            self.api.function.add_to_role_policy(iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:StopExecution"],
+                resources=[self._executions_arn(wf.name) for wf in workflows.values()],
+            ))
+        self.registrar = self._build_registrar(workflows)
+        self._suppress_findings(workflows)
+        self._build_outputs()
+
+    def _executions_arn(self, state_machine_name: str) -> str:
+        return Stack.of(self).format_arn(service="states", resource="execution",
+                                         resource_name=f"{state_machine_name}:*",
+                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)
+
+    def _build_registrar(self, workflows: Mapping[str, WorkflowConstruct]) -> RegistrarFunction:
+        stack = Stack.of(self)
+        deployed = {
+            wf_id: {
+                "stateMachineArn": wf.state_machine.state_machine_arn,
+                "version": str(wf.workflow.definition.version),
+                "definitionSha256": hashlib.sha256(
+                    json.dumps(wf.workflow.compiled.asl, sort_keys=True).encode()).hexdigest(),
+            }
+            for wf_id, wf in sorted(workflows.items())
+        }
+        properties = {"Source": f"stack:{self.core.config.stack_name}", "Workflows": deployed}
+        registrar = RegistrarFunction(
+            self,
+            "Registrar",
+            code_dir=REGISTRAR_CODE_DIR,
+            description=f"COAFI workflow registrar of {self.core.config.stack_name}: registers deployed versions",
+            layer=self.core.layer,
+            table=self.core.table,
+            environment={
+                **self.core.function_environment("coafi-registrar", event_bus=False),
+                DEPLOYED_WORKFLOWS_ENV: stack.to_json_string(properties),
+            },
+            removal_policy=self.core.removal_policy,
+        )
+        if workflows:
+            registrar.function.add_to_role_policy(iam.PolicyStatement(
+                actions=["states:PublishStateMachineVersion"],
+                resources=[wf.state_machine.state_machine_arn for _, wf in sorted(workflows.items())],
+            ))
+        CustomResource(
+            self,
+            "WorkflowRegistry",
+            service_token=registrar.function.function_arn,
+            resource_type="Custom::CoafiWorkflowRegistry",
+            properties=properties,
+        )
+        return registrar
+
+    def _suppress_findings(self, workflows: Mapping[str, WorkflowConstruct]) -> None:
+        nag.suppress(
+            self.api.role,
+            "IAM5",
+            "Published versions of exactly the stack's state machines ('<state machine ARN>:*', a named version "
+            "is started by its version ARN) and their executions ('execution:<state machine name>:*', execution "
+            "names are only known at run time); payload objects and table indexes as for every state function.",
+            [
+                *[f"Resource::<{_logical_id(wf.state_machine)}>:*" for wf in workflows.values()],
+                *["Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                  f"{wf.name}:*" for wf in workflows.values()],
+            ],
+            children=True,
+        )
+
+    def _build_outputs(self) -> None:
+        assert self.registrar is not None
+        outputs = {
+            OUTPUT_API_FUNCTION: (self.api.function.function_name, "Engine API function (commands, triggers)"),
+            OUTPUT_REGISTRAR_FUNCTION: (self.registrar.function.function_name, "Workflow registrar function"),
+        }
+        for key, (value, description) in outputs.items():
+            output = CfnOutput(self, key, value=value, description=description)
+            output.override_logical_id(key)
+
+
+def _logical_id(construct: Construct) -> str:
+    stack = Stack.of(construct)
+    child = construct.node.default_child
+    element = child if child is not None else construct
+    resolved = stack.resolve(stack.get_logical_id(element))  # type: ignore[arg-type]
+    return str(resolved)

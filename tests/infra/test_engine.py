@@ -1,0 +1,107 @@
+"""The engine API's resources: the API function (commands, triggers), the registrar and its custom resource,
+held to least privilege (synthesized from the repository's own app)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from coafi.compiler import compile_workflow
+from coafi.definitions import load_definition
+from coafi.engine.commands import COMMANDS
+from coafi.engine.registry import REGISTRY_PK
+from tests.infra.conftest import REPO_ROOT, Synth
+
+API = "COAFI engine API of Coafi: commands and event triggers"
+REGISTRAR = "COAFI workflow registrar of Coafi: registers deployed versions"
+WORKFLOWS = ("content-campaign", "content-generation")
+
+
+def _role_of(synth: Synth, function_id: str) -> str:
+    role = synth.resources[function_id]["Properties"]["Role"]
+    return str(role["Fn::GetAtt"][0])
+
+
+def _statements(synth: Synth, function_id: str) -> list[dict[str, Any]]:
+    return synth.role_statements(_role_of(synth, function_id))
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    actions = statement["Action"]
+    return set(actions if isinstance(actions, list) else [actions])
+
+
+def _with_action(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [s for s in statements if action in _actions(s)]
+
+
+def test_the_api_function_starts_only_the_stacks_workflows_and_their_versions(sample: Synth) -> None:
+    api = sample.function_id(API)
+    statements = _statements(sample, api)
+    machines = {sample.state_machine(f"Coafi-{wf}")[0] for wf in WORKFLOWS}
+    [start] = _with_action(statements, "states:StartExecution")
+    assert _actions(start) == {"states:StartExecution"}
+    resources = start["Resource"]
+    assert sorted(json.dumps(r, sort_keys=True) for r in resources) == sorted(
+        [json.dumps({"Ref": m}) for m in machines]
+        + [json.dumps({"Fn::Join": ["", [{"Ref": m}, ":*"]]}, sort_keys=True) for m in machines])
+    [control] = _with_action(statements, "states:StopExecution")
+    assert _actions(control) == {"states:StopExecution", "states:DescribeExecution"}
+    assert all(":execution:Coafi-content-" in json.dumps(r) for r in control["Resource"])
+    for statement in statements:
+        assert statement["Resource"] != "*" or _actions(statement) <= {
+            "xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
+    environment = sample.resources[api]["Properties"]["Environment"]["Variables"]
+    assert {"COAFI_TABLE_NAME", "COAFI_EVENT_BUS_NAME", "COAFI_WORKFLOW_ARNS", "COAFI_PAYLOAD_BUCKET"} <= set(
+        environment)
+
+
+def test_commands_reach_the_api_function_and_failures_end_in_the_dead_letter_queue(sample: Synth) -> None:
+    api = sample.function_id(API)
+    dlq = next(k for k, q in sample.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" not in q["Properties"])
+    [rule] = [r["Properties"] for r in sample.of_type("AWS::Events::Rule").values()
+              if r["Properties"]["EventPattern"].get("detail-type") == sorted(COMMANDS)]
+    target = rule["Targets"][0]
+    assert target["Arn"] == {"Fn::GetAtt": [api, "Arn"]} and "Input" not in target
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq, "Arn"]}}
+    [config] = [c["Properties"] for c in sample.of_type("AWS::Lambda::EventInvokeConfig").values()
+                if c["Properties"]["FunctionName"] == {"Ref": api}]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    permissions = [p["Properties"] for p in sample.of_type("AWS::Lambda::Permission").values()
+                   if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [api, "Arn"]}]
+    assert len(permissions) == 1 + len(WORKFLOWS)  # the command rule and each workflow's trigger rule
+    assert all(p["Principal"] == "events.amazonaws.com" and "SourceArn" in p for p in permissions)
+
+
+def test_the_registrar_touches_only_the_registry_and_publishes_versions(sample: Synth) -> None:
+    registrar = sample.function_id(REGISTRAR)
+    statements = _statements(sample, registrar)
+    table_statements = [s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))]
+    assert len(table_statements) == 1
+    assert table_statements[0]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [REGISTRY_PK]}}
+    assert "dynamodb:Scan" not in _actions(table_statements[0])
+    [publish] = _with_action(statements, "states:PublishStateMachineVersion")
+    assert sorted(publish["Resource"], key=json.dumps) == sorted(
+        [{"Ref": sample.state_machine(f"Coafi-{wf}")[0]} for wf in WORKFLOWS], key=json.dumps)
+    assert not _with_action(statements, "states:StartExecution")
+
+
+def test_every_deploy_registers_each_workflows_version_through_the_custom_resource(sample: Synth) -> None:
+    registrar = sample.function_id(REGISTRAR)
+    [(_, resource)] = sample.of_type("Custom::CoafiWorkflowRegistry").items()
+    properties = resource["Properties"]
+    assert properties["ServiceToken"] == {"Fn::GetAtt": [registrar, "Arn"]}
+    assert properties["Source"] == "stack:Coafi"
+    for workflow_id in WORKFLOWS:
+        definition = load_definition(REPO_ROOT / "statemachines" / f"{workflow_id}.yaml")
+        entry = properties["Workflows"][workflow_id]
+        assert entry["stateMachineArn"] == {"Ref": sample.state_machine(f"Coafi-{workflow_id}")[0]}
+        assert entry["version"] == definition.version
+        # a changed definition changes the resource's properties, so the deploy re-registers it
+        asl = compile_workflow(definition).asl
+        assert entry["definitionSha256"] == hashlib.sha256(json.dumps(asl, sort_keys=True).encode()).hexdigest()
+    outputs = sample.template.to_json()["Outputs"]
+    assert {"ApiFunctionName", "RegistrarFunctionName"} <= set(outputs)
