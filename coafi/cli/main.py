@@ -159,11 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands of other capabilities register themselves (their modules import lazily what they need).
     from coafi import cost_cli
     from coafi.rules import cli as rules_cli
+    from coafi.saga import cli as saga_cli
     from coafi.tasks import cli as tasks_cli
 
     rules_cli.register(sub)
     tasks_cli.register(sub)
     cost_cli.register(sub)
+    saga_cli.register(sub)
     return parser
 
 

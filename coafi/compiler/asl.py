@@ -27,6 +27,7 @@ from coafi.definitions.models import (
     WorkflowDefinition,
     WorkflowStep,
 )
+from coafi.saga import compiler as saga_compiler
 
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ServiceException",
@@ -175,6 +176,7 @@ class _Compiler:
             "Error": "WorkflowFailed",
             "CausePath": "States.Format('{}: {}', $.error.Error, $.error.Cause)",
         }
+        saga_compiler.add_compensation(self, states)  # only for workflows with `compensate:` steps
         self.result.asl = {
             "Comment": f"{self.wf.name} ({self.wf.id} v{self.wf.version}), compiled by coafi",
             "StartAt": "coafi.start",
@@ -327,6 +329,8 @@ class _Compiler:
             }
             state.update(self.retry_and_timeout(step, service_errors=["StepFunctions.ExecutionLimitExceeded"]))
             return self.recorded(step, state)
+        if step.type == "schedule":
+            return _Fragment({step.id: saga_compiler.schedule_state(self, step)}, step.id, [step.id])
         wait = step.wait
         state = {"Type": "Wait", "Comment": step.name}
         if isinstance(wait.seconds, int):

@@ -10,6 +10,7 @@ _SHAPES = {
     "wait": ('(["', '"])'),
     "decision": ('{"', '"}'),
     "subworkflow": ('[["', '"]]'),
+    "schedule": ('[/"', '"/]'),
 }
 
 

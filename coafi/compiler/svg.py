@@ -58,6 +58,7 @@ STYLE = {
     "wait": ("#fff4e0", "#c98500"),
     "decision": ("#fdecea", "#c0392b"),
     "subworkflow": ("#e6f4ea", "#2e7d4f"),
+    "schedule": ("#f3e8fd", "#7b3fc4"),
     "terminal": ("#f1f3f4", "#5f6368"),
 }
 _OPERATORS = {
@@ -174,6 +175,8 @@ def _detail(step: WorkflowStep) -> str:
         return f"wait until {wait.until}"
     if step.type == "subworkflow":
         return f"⇒ {step.action}"
+    if step.type == "schedule":
+        return f"⏲ {step.parameters.get('task', '')}"
     return "decision"
 
 

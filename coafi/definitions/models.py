@@ -43,8 +43,8 @@ TRANSIENT_ERRORS: tuple[str, ...] = (
     "ConnectionError",
 )
 
-StepType = Literal["task", "wait", "decision", "subworkflow"]
-KNOWN_STEP_TYPES: tuple[str, ...] = ("task", "wait", "decision", "subworkflow")
+StepType = Literal["task", "wait", "decision", "subworkflow", "schedule"]
+KNOWN_STEP_TYPES: tuple[str, ...] = ("task", "wait", "decision", "subworkflow", "schedule")
 
 
 class _Model(BaseModel):
@@ -253,6 +253,10 @@ class WorkflowStep(_Model):
     dependencies: list[str] = Field(default_factory=list)
     retryPolicy: RetryPolicy | None = None
     timeoutSeconds: int | None = Field(None, ge=1, le=99_999_999)
+    compensate: str | None = Field(
+        None, description="Action (functions/actions/<name>) that undoes this step when the workflow fails later "
+        "(saga): compensations of the completed steps run in reverse completion order (docs/saga-and-dlq.md)."
+    )
 
     _coerce = field_validator("dependencies", mode="before")(_as_list)
 
@@ -284,6 +288,13 @@ class WorkflowStep(_Model):
             raise _error_at("retryPolicy", f"a {self.type} step cannot have a retryPolicy", None)
         if self.type in ("wait", "decision") and self.timeoutSeconds is not None:
             raise _error_at("timeoutSeconds", f"a {self.type} step cannot have a timeoutSeconds", self.timeoutSeconds)
+        return self
+
+    @model_validator(mode="after")
+    def _saga_and_schedule(self) -> WorkflowStep:
+        from coafi.saga.definitions import check_step
+
+        check_step(self)
         return self
 
     @property
