@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
+from infra.constructs.saga import Saga
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
 
@@ -24,6 +25,9 @@ class CoafiStack(Stack):
         self.actions = Actions(self, "Actions", core=self.core, folders=action_folders)
         self.workflows = self._build_workflows(set(action_folders))
         self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
+        self.saga = Saga(self, "Saga", core=self.core, tasks=self.tasks, workflows=self.workflows, functions={
+            "coafi-state": self.core.state_function.function, "coafi-dispatcher": self.tasks.dispatcher.function,
+            **{name: f.function for name, f in self.actions.functions.items()}})
         self.observability = self._build_observability()
         self._build_outputs()
 
