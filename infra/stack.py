@@ -14,6 +14,7 @@ from infra.constructs.engine import Engine
 from infra.constructs.escalation import Escalations
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.constructs.rules import RuleFiles
+from infra.constructs.saga import Saga
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
 from infra.workflow_stacks import WorkflowStack
@@ -32,6 +33,9 @@ class CoafiStack(Stack):
         self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
         self.rules = RuleFiles(self, "Rules", core=self.core, definitions_dir=config.definitions_dir,
                                workflows=[(wf.workflow.file, wf.workflow.definition) for wf in self.workflows.values()])
+        self.saga = Saga(self, "Saga", core=self.core, tasks=self.tasks, workflows=self.workflows, functions={
+            "coafi-state": self.core.state_function.function, "coafi-dispatcher": self.tasks.dispatcher.function,
+            **{name: f.function for name, f in self.actions.functions.items()}})
         self.observability = self._build_observability()
         self.escalations = Escalations(self, "Escalations", core=self.core)  # error policies' Escalation events
         self._build_outputs()

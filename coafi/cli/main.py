@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     from coafi.engine import cli as engine_cli
     from coafi.engine import waits_cli  # coafi signal, coafi task complete|fail|heartbeat|ls (docs/waits.md)
     from coafi.rules import cli as rules_cli
+    from coafi.saga import cli as saga_cli
     from coafi.tasks import cli as tasks_cli
 
     rules_cli.register(sub)
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost_cli.register(sub)
     engine_cli.register(sub)
     waits_cli.register(sub)
+    saga_cli.register(sub)
     return parser
 
 

@@ -29,6 +29,7 @@ from coafi.definitions.models import (
     WorkflowStep,
 )
 from coafi.resilience.compile import continue_states, escalation_context, policy_retriers
+from coafi.saga import compiler as saga_compiler
 
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ServiceException",
@@ -178,6 +179,7 @@ class _Compiler:
             "Error": "WorkflowFailed",
             "CausePath": "States.Format('{}: {}', $.error.Error, $.error.Cause)",
         }
+        saga_compiler.add_compensation(self, states)  # only for workflows with `compensate:` steps
         self.result.asl = {
             "Comment": f"{self.wf.name} ({self.wf.id} v{self.wf.version}), compiled by coafi",
             "StartAt": "coafi.start",
@@ -338,6 +340,8 @@ class _Compiler:
             from coafi.compiler.waits import compile_wait_step
 
             return compile_wait_step(self, step)
+        if step.type == "schedule":
+            return _Fragment({step.id: saga_compiler.schedule_state(self, step)}, step.id, [step.id])
         wait = step.wait
         state = {"Type": "Wait", "Comment": step.name}
         if isinstance(wait.seconds, int):

@@ -12,6 +12,7 @@ _SHAPES = {
     "subworkflow": ('[["', '"]]'),
     "callback": ('[/"', '"/]'),
     "signal": ('>"', '"]'),
+    "schedule": ('[/"', '"/]'),
 }
 
 

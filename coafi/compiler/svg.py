@@ -61,6 +61,7 @@ STYLE = {
     "subworkflow": ("#e6f4ea", "#2e7d4f"),
     "callback": ("#f3e8fd", "#8e44ad"),
     "signal": ("#f3e8fd", "#8e44ad"),
+    "schedule": ("#f3e8fd", "#7b3fc4"),
     "terminal": ("#f1f3f4", "#5f6368"),
 }
 _OPERATORS = {
@@ -181,6 +182,8 @@ def _detail(step: WorkflowStep) -> str:
         return f"signal {step.signal.signal}"
     if step.type == "callback":
         return "callback"
+    if step.type == "schedule":
+        return f"⏲ {step.parameters.get('task', '')}"
     return "decision"
 
 

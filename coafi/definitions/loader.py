@@ -324,6 +324,10 @@ def _structure_problems(data: dict[str, Any], file: str, actions: set[str] | Non
     graph_is_sound = not cycles and not problems
     if actions is not None:
         problems.extend(_action_problems(steps, file, actions))
+        from coafi.saga.definitions import unknown_action_problems  # compensate / schedule actions
+
+        problems.extend(Problem(file, f"steps[{i}].{path}", message, sid)
+                        for i, path, message, sid in unknown_action_problems(steps, actions))
     if graph_is_sound:
         readable = [s for _, s in _readable_steps(steps)]
         if len(readable) == len(deps):

@@ -46,8 +46,8 @@ TRANSIENT_ERRORS: tuple[str, ...] = (
     "ConnectionError",
 )
 
-StepType = Literal["task", "wait", "decision", "subworkflow", "callback", "signal"]
-KNOWN_STEP_TYPES: tuple[str, ...] = ("task", "wait", "decision", "subworkflow", "callback", "signal")
+StepType = Literal["task", "wait", "decision", "subworkflow", "callback", "signal", "schedule"]
+KNOWN_STEP_TYPES: tuple[str, ...] = ("task", "wait", "decision", "subworkflow", "callback", "signal", "schedule")
 
 
 class _Model(BaseModel):
@@ -273,6 +273,10 @@ class WorkflowStep(_Model):
     dependencies: list[str] = Field(default_factory=list)
     retryPolicy: RetryPolicy | None = None
     timeoutSeconds: int | None = Field(None, ge=1, le=99_999_999)
+    compensate: str | None = Field(
+        None, description="Action (functions/actions/<name>) that undoes this step when the workflow fails later "
+        "(saga): compensations of the completed steps run in reverse completion order (docs/saga-and-dlq.md)."
+    )
 
     _coerce = field_validator("dependencies", mode="before")(_as_list)
 
@@ -306,6 +310,13 @@ class WorkflowStep(_Model):
             raise _error_at("timeoutSeconds", f"a {self.type} step cannot have a timeoutSeconds", self.timeoutSeconds)
         if self.type in ("callback", "signal"):  # waits for completeTask / signalWorkflow (docs/waits.md)
             check_wait_step(self, _error_at, _validate_at)
+        return self
+
+    @model_validator(mode="after")
+    def _saga_and_schedule(self) -> WorkflowStep:
+        from coafi.saga.definitions import check_step
+
+        check_step(self)
         return self
 
     @property

@@ -51,6 +51,9 @@ class StepEvent(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     input: Any = None
     steps: dict[str, Any] = Field(default_factory=dict)
+    compensation: dict[str, Any] | None = Field(
+        None, description="set when the action runs as a compensation: {stepId, stepName, action, output, error} "
+        "of the step it undoes (docs/saga-and-dlq.md)")
 
     def output_of(self, step_id: str, default: Any = None) -> Any:
         """The output of an earlier step, or ``default`` when it did not run (skipped, or not a dependency)."""
@@ -99,8 +102,8 @@ def action(fn: ActionFunction) -> LambdaHandler:
         settings = function_settings()
         store = StateStore(settings.table_name, retention_days=settings.retention_days,
                            payload_bucket=settings.payload_bucket)
-        store.step_started(ctx.executionId, ctx.stepId, step_name=ctx.stepName, step_type="task",
-                           action=ctx.action)
+        store.step_started(ctx.executionId, ctx.stepId, step_name=ctx.stepName,
+                           step_type="task" if step.compensation is None else "compensation", action=ctx.action)
         logger.info("step started")
         from coafi import telemetry
 

@@ -198,6 +198,7 @@ def test_function_roles_reach_only_their_log_group_the_table_the_payloads_and_th
             {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"}, ":",
                                {"Ref": "AWS::AccountId"}, ":stateMachine:Coafi-*"]]},  # signal steps' tokens
         )}
+        allowed |= _saga_resources(sample)  # infra/constructs/saga.py (tests/infra/test_saga.py checks them)
         assert resources <= allowed
 
 
@@ -220,6 +221,17 @@ def test_outputs(sample: Synth) -> None:
     assert workflow_ids == {m["Properties"]["StateMachineName"].removeprefix("Coafi-") for m in machines}
     refs = [part["Ref"] for part in joined if isinstance(part, dict)]
     assert all(sample.resources[r]["Type"] == "AWS::StepFunctions::StateMachine" for r in refs)
+
+
+def _saga_resources(sample: Synth) -> set[str]:
+    """The dead-letter queue (failed asynchronous invocations) and, for the state function running schedule steps,
+    the task queue, the group's task-* schedules and the Scheduler role."""
+    queues = [{"Fn::GetAtt": [q, "Arn"]} for q in sample.of_type("AWS::SQS::Queue")]
+    roles = [{"Fn::GetAtt": [r, "Arn"]} for r, v in sample.of_type("AWS::IAM::Role").items()
+             if "delayed and cron tasks" in v["Properties"].get("Description", "")]
+    schedules = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":scheduler:", {"Ref": "AWS::Region"}, ":",
+                                   {"Ref": "AWS::AccountId"}, ":schedule/Coafi-schedules/task-*"]]}
+    return {json.dumps(r, sort_keys=True) for r in (*queues, *roles, schedules)}
 
 
 def _as_list(value: Any) -> list[Any]:

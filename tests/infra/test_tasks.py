@@ -129,6 +129,9 @@ def test_the_dispatcher_role_reads_its_queue_writes_its_table_keys_and_runs_exac
             seen.add("states")
         elif all(a.startswith("logs:") for a in actions):
             assert resources == [{"Fn::GetAtt": [log_group, "Arn"]}]
+        elif "sqs:SendMessage" in actions:  # failed asynchronous invocations -> the DLQ (infra/constructs/saga.py)
+            assert resources == [{"Fn::GetAtt": [_dead_letter_id(synth), "Arn"]}]
+            assert actions == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
         else:
             assert actions <= XRAY and resources == ["*"], f"unexpected statement {statement}"
     assert seen == {"sqs", "dynamodb", "lambda", "states"}

@@ -74,7 +74,8 @@ def test_sample_state_machine_may_invoke_exactly_the_functions_it_uses(
     sample: Synth, definition: WorkflowDefinition
 ) -> None:
     _, machine = sample.state_machine(f"Coafi-{definition.id}")
-    used = sorted({s.action for s in definition.steps if s.type == "task" and not s.is_external})
+    used = sorted({s.action for s in definition.steps if s.type == "task" and not s.is_external}
+                  | {s.compensate for s in definition.steps if s.compensate})  # compensations: docs/saga-and-dlq.md
     functions = [sample.function_id(f"COAFI action {a}") for a in used]
     functions.append(sample.function_id("COAFI state function of Coafi: records executions and steps"))
     if uses_rules(definition):
