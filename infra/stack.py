@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -12,6 +13,7 @@ from infra.config import CoafiConfig
 from infra.constructs import Actions, Core, WorkflowConstruct
 from infra.constructs.engine import Engine
 from infra.constructs.escalation import Escalations
+from infra.constructs.function import CoafiFunction
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
 from infra.constructs.rules import RuleFiles
 from infra.constructs.saga import Saga
@@ -33,12 +35,20 @@ class CoafiStack(Stack):
         self.tasks = Tasks(self, "Tasks", core=self.core, actions=self.actions, workflows=self.workflows)
         self.rules = RuleFiles(self, "Rules", core=self.core, definitions_dir=config.definitions_dir,
                                workflows=[(wf.workflow.file, wf.workflow.definition) for wf in self.workflows.values()])
-        self.saga = Saga(self, "Saga", core=self.core, tasks=self.tasks, workflows=self.workflows, functions={
-            "coafi-state": self.core.state_function.function, "coafi-dispatcher": self.tasks.dispatcher.function,
-            **{name: f.function for name, f in self.actions.functions.items()}})
+        self.saga = Saga(self, "Saga", core=self.core, tasks=self.tasks, workflows=self.workflows,
+                         functions=self._functions_to_dead_letter())
         self.observability = self._build_observability()
         self.escalations = Escalations(self, "Escalations", core=self.core)  # error policies' Escalation events
         self._build_outputs()
+
+    def _functions_to_dead_letter(self) -> dict[str, lambda_.Function]:
+        """Every function of the app whose failed asynchronous invocations have no destination yet (by path)."""
+        return {
+            construct.node.path: construct.function
+            for construct in self.node.find_all()
+            if isinstance(construct, CoafiFunction)
+            and construct.function.node.try_find_child("EventInvokeConfig") is None
+        }
 
     def _build_workflows(self, actions: set[str]) -> dict[str, WorkflowConstruct]:
         """One construct scope per workflow, children before the workflows that start them."""

@@ -7,13 +7,14 @@ state table. See docs/engine-api.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +38,9 @@ from coafi.state import (
 )
 from coafi.state.codec import epoch_seconds, now_iso, plain, s
 from coafi.state.store import BACKSTOP_DAYS
+
+if TYPE_CHECKING:
+    from coafi.engine.waits import SignalOutcome, TaskOutcome, Waits
 
 #: Step Functions' limit on an execution's input (UTF-8 bytes).
 MAX_INPUT_BYTES = 256 * 1024
@@ -243,6 +247,36 @@ class WorkflowClient:
                            stateMachineArn=target.stateMachineArn, started=started, idempotencyKey=key)
 
     # == status ========================================================================================
+    # -- completeTask / failTask / signalWorkflow (callback and signal steps, docs/waits.md) --------------
+    @functools.cached_property
+    def waits(self) -> Waits:
+        """The waiting steps of this client's executions (same table, same bus)."""
+        from coafi.engine.waits import WaitEvents, Waits
+
+        return Waits(self.store, events=WaitEvents(self.event_bus_name))
+
+    def complete_task(self, token: str | None = None, *, execution_id: str | None = None,
+                      step_id: str | None = None, result: Any = None) -> TaskOutcome:
+        """Complete a callback step: by its raw task ``token``, or by ``execution_id`` and ``step_id``."""
+        from coafi.engine.waits import complete_task
+
+        return complete_task(token, execution_id=execution_id, step_id=step_id, result=result, waits=self.waits)
+
+    def fail_task(self, token: str | None = None, *, execution_id: str | None = None, step_id: str | None = None,
+                  error: str = "TaskFailed", cause: str = "") -> TaskOutcome:
+        """Fail a callback step with ``error`` (what Retry/Catch match) and ``cause``."""
+        from coafi.engine.waits import fail_task
+
+        return fail_task(token, execution_id=execution_id, step_id=step_id, error=error, cause=cause,
+                         waits=self.waits)
+
+    def signal_workflow(self, execution_id: str, name: str, payload: Any = None, *,
+                        signal_id: str | None = None) -> SignalOutcome:
+        """Send signal ``name``: delivered to the step waiting for it, or buffered until one does."""
+        from coafi.engine.waits import signal_workflow
+
+        return signal_workflow(execution_id, name, payload, signal_id=signal_id, waits=self.waits)
+
     def get_workflow_status(self, execution_id: str) -> WorkflowState:
         """The recorded state (steps, current steps, variables, output, error). While the record says RUNNING
         Step Functions is asked too: an execution stopped or timed out outside COAFI is recorded as such."""

@@ -25,8 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from coafi.engine import wait_commands as waits
 from coafi.engine.client import MAX_IDEMPOTENCY_KEY, MAX_REASON, StartOptions, WorkflowClient
 from coafi.engine.errors import EngineError
+from coafi.engine.waits import WaitError
 from coafi.state.errors import StateError
 
 #: Source of the events the engine publishes (never a command: the command rule excludes it).
@@ -91,10 +93,39 @@ def run_terminate(client: WorkflowClient, command: TerminateWorkflowCommand, con
     return {"executionId": state.executionId, "status": state.status}
 
 
+class SignalWorkflowDetail(waits.SignalWorkflowCommand, CommandModel):
+    """SignalWorkflow: ``{"executionId", "name", "payload"?, "signalId"?, "correlationId"?}``."""
+
+
+class CompleteTaskDetail(waits.CompleteTaskCommand, CommandModel):
+    """CompleteTask: ``{"taskToken"}`` or ``{"executionId", "stepId"}``, ``"result"``, ``"correlationId"?``."""
+
+
+class FailTaskDetail(waits.FailTaskCommand, CommandModel):
+    """FailTask: the task (as CompleteTask), ``"error"``, ``"cause"``, ``"correlationId"?``."""
+
+
+def run_signal(client: WorkflowClient, command: SignalWorkflowDetail, context: CommandContext) -> dict[str, Any]:
+    if command.signalId is None:  # EventBridge delivers at least once: a redelivered event is one signal
+        command = command.model_copy(update={"signalId": f"event:{context.event_id}"})
+    return waits.signal_workflow_command(command, client.waits).model_dump(mode="json")
+
+
+def run_complete(client: WorkflowClient, command: CompleteTaskDetail, context: CommandContext) -> dict[str, Any]:
+    return waits.complete_task_command(command, client.waits).model_dump(mode="json")
+
+
+def run_fail(client: WorkflowClient, command: FailTaskDetail, context: CommandContext) -> dict[str, Any]:
+    return waits.fail_task_command(command, client.waits).model_dump(mode="json")
+
+
 #: detail-type -> (model of the detail, handler). The command rule on the bus matches exactly these keys.
 COMMANDS: dict[str, Command] = {
     "StartWorkflow": Command(StartWorkflowCommand, run_start),
     "TerminateWorkflow": Command(TerminateWorkflowCommand, run_terminate),
+    waits.SIGNAL_WORKFLOW: Command(SignalWorkflowDetail, run_signal),
+    waits.COMPLETE_TASK: Command(CompleteTaskDetail, run_complete),
+    waits.FAIL_TASK: Command(FailTaskDetail, run_fail),
 }
 
 
@@ -155,7 +186,7 @@ def handle(event: dict[str, Any], client: WorkflowClient, publish: Callable[[str
         answer["correlationId"] = correlation
     try:
         result = _run(client, envelope, context)
-    except (EngineError, StateError, CommandRejected, ValidationError) as exc:
+    except (EngineError, WaitError, StateError, CommandRejected, ValidationError) as exc:
         field = getattr(exc, "field", None)
         if isinstance(exc, EngineError) and field:
             field = f"detail.{field}"

@@ -37,6 +37,7 @@ from coafi.engine.registry import REGISTRY_LEADING_KEYS
 from infra import nag
 from infra.constructs.core import Core
 from infra.constructs.function import CoafiFunction
+from infra.constructs.waits import grant_waits
 
 if TYPE_CHECKING:
     from infra.constructs.workflow import WorkflowConstruct
@@ -91,7 +92,7 @@ class Engine(Construct):
             removal_policy=self.core.removal_policy,
         )
         self.core.grant_state_access(api)
-        self.core.event_bus.grant_put_events_to(api.function)
+        grant_waits(self.core, api)  # SignalWorkflow / CompleteTask / FailTask complete task tokens
         api.function.configure_async_invoke(
             retry_attempts=ASYNC_RETRIES, on_failure=destinations.SqsDestination(self.core.dead_letter_queue))
         return api
@@ -138,11 +139,13 @@ class Engine(Construct):
         stack = Stack.of(self)
         self.api.function.add_environment(
             "COAFI_WORKFLOW_ARNS",
-            stack.to_json_string({k: m.state_machine_arn for k, m in machines.items()}) if machines else "{}")
+            stack.to_json_string({k: self._machine_arn(wf) for k, wf in sorted(workflows.items())})
+            if machines else "{}")
         if machines:
             self.api.function.add_to_role_policy(iam.PolicyStatement(
                 actions=["states:StartExecution"],
-                resources=[arn for m in machines.values() for arn in (m.state_machine_arn, f"{m.state_machine_arn}:*")],
+                resources=[arn for wf in workflows.values()
+                           for arn in (self._machine_arn(wf), f"{self._machine_arn(wf)}:*")],
             ))
             self.api.function.add_to_role_policy(iam.PolicyStatement(
                 actions=["states:DescribeExecution", "states:StopExecution"],
@@ -151,6 +154,12 @@ class Engine(Construct):
         self.registrar = self._build_registrar(workflows)
         self._suppress_findings(workflows)
         self._build_outputs()
+
+    def _machine_arn(self, workflow: WorkflowConstruct) -> str:
+        """The state machine's ARN from its fixed name: the workflows live in nested stacks whose trigger rules
+        target the API function, so naming their ARN attributes here would be a dependency cycle."""
+        return Stack.of(self).format_arn(service="states", resource="stateMachine", resource_name=workflow.name,
+                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)
 
     def _executions_arn(self, state_machine_name: str) -> str:
         return Stack.of(self).format_arn(service="states", resource="execution",
@@ -204,7 +213,8 @@ class Engine(Construct):
             "is started by its version ARN) and their executions ('execution:<state machine name>:*', execution "
             "names are only known at run time); payload objects and table indexes as for every state function.",
             [
-                *[f"Resource::<{_logical_id(wf.state_machine)}>:*" for wf in workflows.values()],
+                *["Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:"
+                  f"{wf.name}:*" for wf in workflows.values()],
                 *["Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
                   f"{wf.name}:*" for wf in workflows.values()],
             ],
@@ -220,11 +230,3 @@ class Engine(Construct):
         for key, (value, description) in outputs.items():
             output = CfnOutput(self, key, value=value, description=description)
             output.override_logical_id(key)
-
-
-def _logical_id(construct: Construct) -> str:
-    stack = Stack.of(construct)
-    child = construct.node.default_child
-    element = child if child is not None else construct
-    resolved = stack.resolve(stack.get_logical_id(element))  # type: ignore[arg-type]
-    return str(resolved)

@@ -19,6 +19,7 @@ from coafi.definitions import (
     load_definitions,
     validate_definition,
 )
+from coafi.definitions.models import KNOWN_STEP_TYPES
 
 ACTIONS = {"echo", "notify", "generate-content"}
 FILE = "wf.yaml"
@@ -83,7 +84,7 @@ CASES = [
     # -- step types and actions ----------------------------------------------------------------------
     Case("unknown step type 'parallel' gets a hint", workflow(task("a", type="parallel")),
          "steps[0].type", "a",
-         "unknown step type 'parallel'; use one of: task, wait, decision, subworkflow, callback, signal "
+         f"unknown step type 'parallel'; use one of: {', '.join(KNOWN_STEP_TYPES)} "
          "(steps without dependencies between them already run in parallel)"),
     Case("unknown step type", workflow(task("a", type="lambda")),
          "steps[0].type", "a", "unknown step type 'lambda'; use one of: task, wait, decision, subworkflow"),

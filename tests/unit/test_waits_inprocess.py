@@ -159,3 +159,35 @@ def test_heartbeats_keep_a_callback_waiting_and_their_absence_fails_it(cloud: In
     assert result.status == "FAILED" and (result.cause or "").split(":")[0] in missed
     work = result.step("work")
     assert work.error is not None and work.error.type in missed
+
+
+def test_wait_commands_on_the_bus_signal_and_complete_through_the_engine_api(cloud: InProcessCloud,
+                                                                             waits: Waits) -> None:
+    # SignalWorkflow / CompleteTask / FailTask events reach the same API function as StartWorkflow
+    from coafi.engine.client import WorkflowClient
+    from coafi.engine.commands import COMMAND_FAILED, COMMAND_SUCCEEDED, handle
+    from coafi.testing.inprocess import BUS
+
+    answers: list[tuple[str, dict[str, Any]]] = []
+    client = WorkflowClient(TABLE, event_bus_name=BUS)
+
+    def send(detail_type: str, detail: dict[str, Any], event_id: str) -> bool:
+        event = {"id": event_id, "detail-type": detail_type, "source": "tests", "detail": detail}
+        return handle(event, client, lambda t, d: answers.append((t, d)), cloud.state_machines).ok
+
+    execution = cloud.start("approval", {"draft": "d-cmd"})
+    waiting(waits, execution, "review")
+    signal = {"executionId": execution, "name": "publish", "payload": {"channel": "bus"}, "correlationId": "c-9"}
+    assert send("SignalWorkflow", signal, "evt-signal")
+    assert send("SignalWorkflow", signal, "evt-signal")  # redelivered by EventBridge: one signal, not two
+    assert answers[0][0] == COMMAND_SUCCEEDED and answers[0][1]["result"]["status"] == "BUFFERED"
+    assert answers[1][1]["result"]["status"] == "DUPLICATE" and answers[1][1]["correlationId"] == "c-9"
+    assert send("CompleteTask", {"executionId": execution, "stepId": "review", "result": {"ok": 1}}, "evt-done")
+    result = cloud.wait(execution)
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.step("publish").output == {"channel": "bus"}
+    # a bad command is answered with CommandFailed naming the field, and a finished execution is refused
+    assert not send("SignalWorkflow", {**signal, "name": "no spaces"}, "evt-bad")
+    assert answers[-1][0] == COMMAND_FAILED and answers[-1][1]["error"]["field"] == "detail.name"
+    assert not send("FailTask", {"executionId": execution, "stepId": "review", "error": "X"}, "evt-late")
+    assert answers[-1][0] == COMMAND_FAILED and answers[-1][1]["error"]["type"] in {"NotWaiting", "ExecutionFinished"}
