@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
-from coafi.compiler.rules import rule_text
+from coafi.compiler.rules import rule_text, rules_step_text
 from coafi.definitions.branches import branch_labels
 from coafi.definitions.graph import topological_order
 from coafi.definitions.models import (
@@ -59,6 +59,7 @@ STYLE = {
     "wait": ("#fff4e0", "#c98500"),
     "decision": ("#fdecea", "#c0392b"),
     "subworkflow": ("#e6f4ea", "#2e7d4f"),
+    "rules": ("#f3e8fd", "#7b3fb8"),
     "terminal": ("#f1f3f4", "#5f6368"),
 }
 _OPERATORS = {
@@ -175,6 +176,8 @@ def _detail(step: WorkflowStep) -> str:
         return f"wait until {wait.until}"
     if step.type == "subworkflow":
         return f"⇒ {step.action}"
+    if step.type == "rules":
+        return rules_step_text(step.rules.rules, step.rules.category)
     return "decision"
 
 

@@ -92,7 +92,7 @@ def test_a_malformed_rule_file_fails_the_synth_naming_file_and_path(tmp_path: Pa
 
 def test_a_decision_naming_a_rule_no_file_defines_fails_the_synth(tmp_path: Path) -> None:
     definition = load_definition(REPO_ROOT / "statemachines" / "content-review.yaml")
-    with pytest.raises(DefinitionError, match=r"content-review.yaml: step 'route': steps\[0\]\.parameters\."
+    with pytest.raises(DefinitionError, match=r"content-review.yaml: step 'route': steps\[1\]\.parameters\."
                                               r"choices\[0\]\.rule: unknown rule 'priority-review'"):
         RuleFiles(_bare_stack(), "Rules", core=cast(Any, None), definitions_dir=tmp_path,
                   workflows=[(REPO_ROOT / "statemachines" / "content-review.yaml", definition)])
