@@ -393,3 +393,18 @@ def test_a_category_brings_its_enabled_rules_after_the_named_ones() -> None:
     assert response.events == [{"type": "named"}, {"type": "b-rule"}]
     with pytest.raises(ValueError, match="give rules, a category, or both"):
         RulesRequest.model_validate({"input": 1})
+
+
+def test_coafi_rules_deploy_and_list_against_a_table(store: Any, tmp_path: Path,  # noqa: F811
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "r.json", json.dumps([{**simple("a"), "category": "x"}, {**simple("b"), "category": "y"}]))
+    assert main(["rules", "deploy", str(tmp_path), "--table", store.table_name]) == 0
+    assert f"ok  2 rules of {tmp_path} registered in {store.table_name}: a, b" in capsys.readouterr().out
+    assert main(["rules", "list", "--table", store.table_name, "--category", "y"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {"id": "b", "version": 1, "category": "y", "enabled": True, "priority": 1,
+                                "description": ""}
+    write(tmp_path, "bad.json", json.dumps({"id": "c", "conditions": {"any": [{"fact": "input"}]}}))
+    assert main(["rules", "deploy", str(tmp_path), "--table", store.table_name]) == 1
+    assert "bad.json: $.conditions.any[0]" in capsys.readouterr().err
+    assert [r.id for r in store.list()] == ["a", "b"]  # nothing of the refused folder was written
