@@ -15,7 +15,7 @@ from infra.constructs.engine import Engine
 from infra.constructs.escalation import Escalations
 from infra.constructs.function import CoafiFunction
 from infra.constructs.observability import STATE_FUNCTION_LABEL, MonitoredWorkflow, Observability
-from infra.constructs.rules import RuleFiles
+from infra.constructs.rules import RuleFiles, rules_functions
 from infra.constructs.saga import Saga
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
@@ -71,6 +71,7 @@ class CoafiStack(Stack):
             raise ValueError(f"functions/actions/{STATE_FUNCTION_LABEL}: that name is reserved for the state function")
         functions = {STATE_FUNCTION_LABEL: self.core.state_function.function}
         functions.update({name: f.function for name, f in self.actions.functions.items()})
+        functions.update(rules_functions(self.core, self.rules, self.actions.functions))  # error/throttle alarms
         monitored = [
             MonitoredWorkflow(
                 workflow_id=wf_id,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coafi.compiler.layout import Leaf, Node, Par, Region, Seq, lay_out
-from coafi.compiler.rules import add_rule_states, rule_choice
+from coafi.compiler.rules import add_rule_states, rule_choice, rules_step_state
 from coafi.definitions.branches import DecisionLayout, analyse_decisions, branch_labels
 from coafi.definitions.models import (
     AllCondition,
@@ -304,6 +304,9 @@ class _Compiler:
 
     # -- steps -----------------------------------------------------------------------------------
     def step(self, step: WorkflowStep) -> _Fragment:
+        if step.type == "rules":
+            return self.recorded(step, rules_step_state(self, step) | self.retry_and_timeout(
+                step, service_errors=LAMBDA_SERVICE_ERRORS))
         if step.type == "task" and not step.is_external:
             self.result.actions.append(step.action)
             placeholder = placeholder_for_action(step.action)

@@ -56,6 +56,45 @@ def rule_text(rule: Any) -> str:
     return f"rule {name}" if isinstance(name, str) and name else "inline rule"
 
 
+def rules_step_text(rules: list[Any], category: str | None) -> str:
+    """A short human form of a rules step (diagram detail): ``rules a, b + category c``."""
+    names = [rule if isinstance(rule, str) else (rule.get("name") or "inline") for rule in rules]
+    text = "rules " + ", ".join(str(n) for n in names) if names else "rules"
+    return f"{text} + category {category}" if category and names else (
+        f"rules of category {category}" if category else text)
+
+
+def rules_step_state(compiler: Any, step: Any) -> dict[str, Any]:
+    """The Task of a ``type: rules`` step: the rules function evaluates its rules (keys ``r<n>``) and the enabled
+    rules of its category; the result is the step's output (``$.steps.<id>.output``)."""
+    from coafi.compiler.asl import ArnRef
+
+    compiler.result.substitutions.setdefault(RULES_FUNCTION, ArnRef("rules-function"))
+    params = step.rules
+    refs: list[dict[str, Any]] = []
+    for i, rule in enumerate(params.rules):
+        key = f"r{i + 1}"
+        refs.append({"key": key, "ruleId": rule} if isinstance(rule, str)
+                    else {"key": key, "ruleJson": json.dumps(rule, separators=(",", ":"))})
+    payload: dict[str, Any] = {
+        "context": {"executionId.$": "$$.Execution.Id", "workflowId": compiler.wf.id,
+                    "workflowVersion": compiler.wf.version, "stepId": step.id},
+        "rules": refs,
+        "input.$": "$.input",
+        "steps.$": "$.steps",
+    }
+    if params.category is not None:
+        payload["category"] = params.category
+    return {
+        "Type": "Task",
+        "Comment": step.name,
+        "Resource": LAMBDA_INVOKE,
+        "Parameters": {"FunctionName": "${" + RULES_FUNCTION + "}", "Payload": payload},
+        "ResultSelector": {"output.$": "$.Payload"},
+        "ResultPath": f"$.steps.{step.id}",
+    }
+
+
 def add_rule_states(compiler: Any, step: Any, states: dict[str, dict[str, Any]], record_names: list[str]) -> str:
     """Add ``<decision>.rules`` before the decision's Choice; pass the rules' results to each branch's decide
     record. Returns the fragment's new first state."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
-from coafi.compiler.rules import rule_text
+from coafi.compiler.rules import rule_text, rules_step_text
 from coafi.definitions.branches import branch_labels
 from coafi.definitions.graph import topological_order
 from coafi.definitions.models import (
@@ -62,6 +62,7 @@ STYLE = {
     "callback": ("#f3e8fd", "#8e44ad"),
     "signal": ("#f3e8fd", "#8e44ad"),
     "schedule": ("#f3e8fd", "#7b3fc4"),
+    "rules": ("#f3e8fd", "#7b3fb8"),
     "terminal": ("#f1f3f4", "#5f6368"),
 }
 _OPERATORS = {
@@ -184,6 +185,8 @@ def _detail(step: WorkflowStep) -> str:
         return "callback"
     if step.type == "schedule":
         return f"⏲ {step.parameters.get('task', '')}"
+    if step.type == "rules":
+        return rules_step_text(step.rules.rules, step.rules.category)
     return "decision"
 
 

@@ -46,8 +46,10 @@ TRANSIENT_ERRORS: tuple[str, ...] = (
     "ConnectionError",
 )
 
-StepType = Literal["task", "wait", "decision", "subworkflow", "callback", "signal", "schedule"]
-KNOWN_STEP_TYPES: tuple[str, ...] = ("task", "wait", "decision", "subworkflow", "callback", "signal", "schedule")
+StepType = Literal["task", "wait", "decision", "subworkflow", "callback", "signal", "schedule", "rules"]
+KNOWN_STEP_TYPES: tuple[str, ...] = (
+    "task", "wait", "decision", "subworkflow", "callback", "signal", "schedule", "rules",
+)
 
 
 class _Model(BaseModel):
@@ -214,6 +216,34 @@ class DecisionParameters(_Model):
     _coerce = field_validator("default", mode="before")(_as_list)
 
 
+class RulesParameters(_Model):
+    """A rules step: evaluates registry rules (by id, or every enabled rule of a category) and inline rules
+    against the facts input and steps; its output is the rules function's result (coafi/rules/README.md)."""
+
+    rules: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="Registry rule ids and inline json-rules-engine rules, evaluated in order."
+    )
+    category: str | None = Field(None, min_length=1, description="Also every enabled registry rule of this category.")
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        from coafi.rules.decisions import check_choice_rule
+
+        for i, rule in enumerate(value):
+            try:
+                check_choice_rule(rule)
+            except ValueError as exc:
+                raise ValueError(f"rules[{i}]: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> RulesParameters:
+        if not self.rules and self.category is None:
+            raise ValueError("a rules step needs parameters.rules (rule ids or inline rules) or parameters.category")
+        return self
+
+
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?P<zone>Z|[+-]\d{2}:\d{2})?$")
 
 
@@ -300,6 +330,10 @@ class WorkflowStep(_Model):
             )
         if self.type in ("wait", "decision") and self.action:
             raise _error_at("action", f"a {self.type} step takes no action", self.action)
+        if self.type == "rules" and self.action:
+            raise _error_at("action", "a rules step takes no action (the rules function runs it)", self.action)
+        if self.type == "rules":
+            _validate_at("parameters", RulesParameters, self.parameters)
         if self.type == "wait":
             _validate_at("parameters", WaitParameters, self.parameters)
         if self.type == "decision":
@@ -338,6 +372,10 @@ class WorkflowStep(_Model):
     @property
     def signal(self) -> SignalParameters:
         return SignalParameters.model_validate(self.parameters)
+
+    @property
+    def rules(self) -> RulesParameters:
+        return RulesParameters.model_validate(self.parameters)
 
 
 class EventTrigger(_Model):

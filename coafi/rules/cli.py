@@ -1,4 +1,4 @@
-"""``coafi rules eval`` and ``coafi rules validate``.
+"""``coafi rules eval``, ``coafi rules validate``, and the deployed registry's ``coafi rules deploy`` / ``list``.
 
 Wire into the main parser with ``coafi.rules.cli.register(subparsers)``; each subcommand sets ``func`` to a
 ``(argparse.Namespace) -> int`` handler, like the other ``coafi`` commands.
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cmd_eval", "cmd_validate", "load_rules_file", "register"]
+__all__ = ["cmd_deploy", "cmd_eval", "cmd_list", "cmd_validate", "load_rules_file", "register"]
 
 
 class _FileError(Exception):
@@ -146,6 +146,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry(args: argparse.Namespace) -> Any:
+    """The deployed registry: ``--table``, else the state table of the stack ``--stack`` (on AWS_ENDPOINT_URL)."""
+    from coafi.rules.dynamo import DynamoRuleStore
+
+    table = args.table
+    if not table:
+        from coafi.deploy import read_outputs
+
+        table = read_outputs(args.stack).state_table_name
+    return DynamoRuleStore(table)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Register every rule file of a folder in the deployed registry (what the stack's custom resources do on
+    deploy), e.g. against a LocalStack that lacks Lambda-backed custom resources."""
+    from coafi.definitions import DefinitionError
+    from coafi.rules.deploy import deploy_rule_files
+
+    folder = args.folder or Path.cwd() / "statemachines" / "rules"
+    store = _registry(args)
+    try:
+        ids = deploy_rule_files(store, folder)
+    except DefinitionError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    print(f"ok  {len(ids)} rule{'s' if len(ids) != 1 else ''} of {folder} registered in {store.table_name}: "
+          f"{', '.join(ids) or 'none'}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The deployed registry's rules (of ``--category``), one JSON object per line."""
+    for rule in _registry(args).list(category=args.category):
+        print(json.dumps({"id": rule.id, "version": rule.version, "category": rule.category, "enabled": rule.enabled,
+                          "priority": rule.priority, "description": rule.description}, ensure_ascii=False))
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``rules eval`` and ``rules validate`` to an ``argparse`` subparsers object."""
     rules = subparsers.add_parser(
@@ -166,3 +204,17 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("validate", help="list every problem of rule files with its JSONPath; exit 1 if any")
     p.add_argument("files", nargs="+", type=Path)
     p.set_defaults(func=cmd_validate)
+
+    for name, func, text in (
+        ("deploy", cmd_deploy, "register the rule files of a folder (default statemachines/rules) in the deployed "
+                               "registry, as the stack's deploy does"),
+        ("list", cmd_list, "list the deployed registry's rules, one JSON object per line"),
+    ):
+        p = sub.add_parser(name, help=text)
+        if name == "deploy":
+            p.add_argument("folder", nargs="?", type=Path, help="rule files (default: ./statemachines/rules)")
+        else:
+            p.add_argument("--category", help="only the rules of this category")
+        p.add_argument("--stack", default="Coafi", help="the deployed stack whose state table holds the registry")
+        p.add_argument("--table", help="the state table, instead of reading the stack's outputs")
+        p.set_defaults(func=func)

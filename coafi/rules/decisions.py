@@ -108,17 +108,20 @@ def _fact_problems(rule: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def uses_rules(definition: WorkflowDefinition) -> bool:
-    return any(True for _ in choice_rules(definition))
+    """The workflow invokes the rules function (a rule-driven choice or a rules step)."""
+    return any(s.type == "rules" for s in definition.steps) or any(True for _ in choice_rules(definition))
 
 
-def choice_rules(definition: WorkflowDefinition) -> Iterable[tuple[int, int, str, str | dict[str, Any]]]:
-    """``(step index, choice index, step id, rule)`` of every rule-driven choice."""
+def choice_rules(definition: WorkflowDefinition) -> Iterable[tuple[str, str, str | dict[str, Any]]]:
+    """``(path in the definition, step id, rule)`` of every rule a decision's choice or a rules step names."""
     for s_i, step in enumerate(definition.steps):
-        if step.type != "decision":
-            continue
-        for c_i, choice in enumerate(step.decision.choices):
-            if choice.rule is not None:
-                yield s_i, c_i, step.id, choice.rule
+        if step.type == "decision":
+            for c_i, choice in enumerate(step.decision.choices):
+                if choice.rule is not None:
+                    yield f"steps[{s_i}].parameters.choices[{c_i}].rule", step.id, choice.rule
+        elif step.type == "rules":
+            for r_i, rule in enumerate(step.rules.rules):
+                yield f"steps[{s_i}].parameters.rules[{r_i}]", step.id, rule
 
 
 def rule_reference_problems(
@@ -134,10 +137,9 @@ def rule_reference_problems(
             by_id[stored.id] = (loaded, stored)
     problems: list[Problem] = []
     for file, definition in definitions:
-        for s_i, c_i, step_id, rule in choice_rules(definition):
+        for where, step_id, rule in choice_rules(definition):
             if not isinstance(rule, str):
                 continue
-            where = f"steps[{s_i}].parameters.choices[{c_i}].rule"
             if rule not in by_id:
                 known = ", ".join(sorted(by_id)) or "none"
                 problems.append(Problem(str(file), where, f"unknown rule {rule!r}: no file in {rules_folder} defines "

@@ -96,6 +96,9 @@ class RuleConflictError(PermanentError):
         self.rule_id = rule_id
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"rule {rule_id!r} is at version {actual}, not {expected}: reload it and apply the change again"
-        )
+        if actual is None:
+            message = f"rule {rule_id!r} does not exist (any more), but version {expected} was expected: it was " \
+                      "unregistered meanwhile; register it anew without an expected version"
+        else:
+            message = f"rule {rule_id!r} is at version {actual}, not {expected}: reload it and apply the change again"
+        super().__init__(message)

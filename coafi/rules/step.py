@@ -64,12 +64,16 @@ class RulesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     context: RulesContext = Field(default_factory=RulesContext)
-    rules: list[RuleRef] = Field(min_length=1)
+    rules: list[RuleRef] = Field(default_factory=list)
+    category: str | None = Field(None, min_length=1, description="also every enabled rule of this category, "
+                                 "keyed by rule id")
     input: Any = None
     steps: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> RulesRequest:
+        if not self.rules and self.category is None:
+            raise ValueError("give rules, a category, or both")
         keys = [r.key for r in self.rules]
         if len(set(keys)) != len(keys):
             raise ValueError(f"rule keys must be unique, got {keys}")
@@ -96,6 +100,7 @@ class RulesResponse(BaseModel):
     satisfied: dict[str, bool]
     matched: str | None = None
     results: list[RuleOutcome]
+    events: list[dict[str, Any]] = Field(default_factory=list, description="the satisfied rules' events, in order")
 
 
 def evaluate_request(request: RulesRequest, engine: RuleEngine, store: RuleStore | None = None) -> RulesResponse:
@@ -106,9 +111,15 @@ def evaluate_request(request: RulesRequest, engine: RuleEngine, store: RuleStore
     store = store if store is not None else engine.store
     facts = request.facts()
     results: list[RuleOutcome] = []
-    for ref in request.rules:
+    refs: list[tuple[RuleRef, Any]] = [(ref, None) for ref in request.rules]
+    if request.category is not None:
+        taken = {r.ruleId for r in request.rules}
+        for member in store.list(category=request.category):
+            if member.enabled and member.id not in taken:
+                refs.append((RuleRef(key=_key(member.id), ruleId=member.id), member))
+    for ref, listed in refs:
         if ref.ruleId is not None:
-            rule = store.get(ref.ruleId)
+            rule = listed if listed is not None else store.get(ref.ruleId)
             if rule is None:
                 raise RuleNotFoundError(ref.ruleId)
             if not rule.enabled:
@@ -127,7 +138,15 @@ def evaluate_request(request: RulesRequest, engine: RuleEngine, store: RuleStore
                                        event=_json(outcome.event)))
     satisfied = {r.key: r.satisfied for r in results}
     matched = next((r.key for r in results if r.satisfied), None)
-    return RulesResponse(satisfied=satisfied, matched=matched, results=results)
+    events = [r.event for r in results if r.satisfied and r.event is not None]
+    return RulesResponse(satisfied=satisfied, matched=matched, results=results, events=events)
+
+
+def _key(rule_id: str) -> str:
+    """A category rule's key: its id where that is a plain name (a JSONPath-safe key), else ``rule_<n>``."""
+    import re
+
+    return rule_id if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", rule_id) else "rule_" + re.sub(r"\W", "_", rule_id)
 
 
 def _json(value: Any) -> Any:

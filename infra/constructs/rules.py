@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aws_cdk import CustomResource
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from coafi.definitions.errors import DefinitionError
@@ -37,6 +38,7 @@ FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 RULES_CODE_DIR = FUNCTIONS_DIR / "rules"
 RULES_DEPLOY_CODE_DIR = FUNCTIONS_DIR / "rules_deploy"
 RULES_FUNCTION_LABEL = "coafi-rules"
+RULES_DEPLOY_LABEL = "coafi-rules-deploy"
 #: What evaluating needs (get a rule by id; list a category) and what the deploy needs (write, delete).
 READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"]
 DEPLOY_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
@@ -78,6 +80,18 @@ def build_rules_function(core: Core) -> RulesFunction:
     )
 
 
+def rules_functions(core: Core, rule_files: RuleFiles, actions: Mapping[str, object]) -> dict[str, lambda_.Function]:
+    """The rules functions by alarm label (``coafi-rules``, ``coafi-rules-deploy``), for the app's alarms; an
+    action folder with such a name is refused (its alarms would collide)."""
+    functions: dict[str, lambda_.Function] = {RULES_FUNCTION_LABEL: core.rules_function.function}
+    if rule_files.function is not None:
+        functions[RULES_DEPLOY_LABEL] = rule_files.function.function
+    for label in (RULES_FUNCTION_LABEL, RULES_DEPLOY_LABEL):
+        if label in actions:
+            raise ValueError(f"functions/actions/{label}: that name is reserved for COAFI's rules functions")
+    return functions
+
+
 def _resource_id(file: Path) -> str:
     return "File" + "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", file.name) if part)
 
@@ -105,7 +119,7 @@ class RuleFiles(Construct):
             description=f"COAFI rules deploy of {core.config.stack_name}: loads rule files into the registry",
             layer=core.layer,
             table=core.table,
-            environment=core.function_environment("coafi-rules-deploy", event_bus=False),
+            environment=core.function_environment(RULES_DEPLOY_LABEL, event_bus=False),
             removal_policy=core.removal_policy,
         )
         for loaded in files:

@@ -61,7 +61,10 @@ def test_the_decision_takes_the_branch_its_rules_choose(
 ) -> None:
     _, steps = run(stack, workflow_input)
     assert {sid: status for sid, (status, _) in steps.items()} == {
-        "route": "SUCCEEDED", taken: "SUCCEEDED", **{r: "SKIPPED" for r in REVIEWS - {taken}}}
+        "assess": "SUCCEEDED", "route": "SUCCEEDED", taken: "SUCCEEDED", **{r: "SKIPPED" for r in REVIEWS - {taken}}}
+    assessed = steps["assess"][1]  # the rules step evaluated the content-review category
+    assert {r["ruleId"] for r in assessed["results"]} == {"long-form", "priority-review"}
+    assert assessed["satisfied"]["rule_priority_review"] is (taken == "priorityReview")
     decision = steps["route"][1]
     assert (decision["branch"], decision["next"]) == (branch, [taken])
     results = decision["rules"]["results"]

@@ -94,7 +94,16 @@ def test_a_malformed_rule_file_fails_the_synth_naming_file_and_path(tmp_path: Pa
 
 def test_a_decision_naming_a_rule_no_file_defines_fails_the_synth(tmp_path: Path) -> None:
     definition = load_definition(REPO_ROOT / "statemachines" / "content-review.yaml")
-    with pytest.raises(DefinitionError, match=r"content-review.yaml: step 'route': steps\[0\]\.parameters\."
+    with pytest.raises(DefinitionError, match=r"content-review.yaml: step 'route': steps\[1\]\.parameters\."
                                               r"choices\[0\]\.rule: unknown rule 'priority-review'"):
         RuleFiles(_bare_stack(), "Rules", core=cast(Any, None), definitions_dir=tmp_path,
                   workflows=[(REPO_ROOT / "statemachines" / "content-review.yaml", definition)])
+
+
+def test_the_rules_functions_have_error_and_throttle_alarms(sample: Synth) -> None:
+    alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in sample.of_type("AWS::CloudWatch::Alarm").values()}
+    for label, description in (("coafi-rules", RULES_FUNCTION), ("coafi-rules-deploy", DEPLOY_FUNCTION)):
+        for suffix, metric in (("errors", "Errors"), ("throttles", "Throttles")):
+            props = alarms[f"Coafi-fn-{label}-{suffix}"]
+            assert (props["Namespace"], props["MetricName"]) == ("AWS/Lambda", metric)
+            assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": sample.function_id(description)}}]

@@ -107,7 +107,7 @@ def test_a_stale_editor_gets_a_conflict_naming_the_rule_and_both_versions(store:
     kept = store.get("limit")
     assert kept is not None and kept.version == 2 and kept.conditions["all"][0]["value"] == 200  # Alice's change
 
-    with pytest.raises(RuleConflictError, match="at version None, not 1"):
+    with pytest.raises(RuleConflictError, match=r"rule 'new-one' does not exist \(any more\), but version 1 was"):
         bob.register_rule(rule("new-one"), expected_version=1)  # expected an existing rule: nothing written
     assert store.get("new-one") is None
 

@@ -38,12 +38,19 @@ def test_a_decision_routes_on_a_named_rule_and_an_inline_rule(
     assert result.status == "SUCCEEDED", result.cause
     statuses = {s.stepId: s.status for s in result.steps}
     reviews = {"priorityReview", "quickPublish", "standardReview"}
-    assert statuses == {"route": "SUCCEEDED", taken: "SUCCEEDED", **{r: "SKIPPED" for r in reviews - {taken}}}
+    assert statuses == {"assess": "SUCCEEDED", "route": "SUCCEEDED", taken: "SUCCEEDED",
+                        **{r: "SKIPPED" for r in reviews - {taken}}}
     output = result.step("route").output
     assert (output["branch"], output["next"], output["rules"]["satisfied"]) == (branch, [taken], satisfied)
     assert output["rules"]["results"][0]["ruleId"] == "priority-review"
+    assessed = result.step("assess").output  # the rules step: every enabled rule of its category
+    assert [r["ruleId"] for r in assessed["results"]] == ["long-form", "priority-review"]
+    assert assessed["satisfied"]["rule_priority_review"] is satisfied["c1"]
+    assert assessed["satisfied"]["rule_long_form"] is (workflow_input.get("wordCount", 0) > 2000)
+    assert [e["type"] for e in assessed["events"]] == (["priority-review"] if satisfied["c1"] else [])
     entered = result.entered_states()
-    assert entered.index("route.rules") < entered.index("route") < entered.index(f"route.{branch}")
+    assert entered.index("assess") < entered.index("route.rules") < entered.index("route") \
+        < entered.index(f"route.{branch}")
     assert not reviews - {taken} & set(entered)
 
 

@@ -330,3 +330,81 @@ def test_rules_json_round_trips_the_rules() -> None:
 
     rules = [Rule.model_validate({**simple("a", 1.5), "onSuccess": {"x": 1}, "category": "c"})]
     assert parse_rules_json(rules_json(rules)) == rules
+
+
+# -- the rules step ----------------------------------------------------------------------------------------
+
+
+def rules_step(parameters: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"id": "w", "name": "W", "version": "1",
+            "steps": [{"id": "assess", "type": "rules", "parameters": parameters, **extra}]}
+
+
+def test_a_rules_step_is_a_recorded_task_of_the_rules_function() -> None:
+    inline = {"conditions": {"all": [{"fact": "input", "path": "$.n", "operator": "greaterThan", "value": 1}]}}
+    definition = validate_definition(rules_step({"rules": ["vip", inline], "category": "pricing"},
+                                                retryPolicy={"maxAttempts": 2}), "w.yaml")
+    compiled = compile_workflow(definition)
+    states = compiled.asl["States"]["coafi.run"]["Branches"][0]["States"]
+    assert states["assess.started"]["Next"] == "assess" and states["assess"]["Next"] == "assess.finished"
+    task = states["assess"]
+    assert task["Parameters"]["FunctionName"] == "${RulesFunctionArn}"
+    payload = task["Parameters"]["Payload"]
+    assert payload["rules"][0] == {"key": "r1", "ruleId": "vip"} and payload["category"] == "pricing"
+    assert json.loads(payload["rules"][1]["ruleJson"]) == inline
+    assert (task["ResultSelector"], task["ResultPath"]) == ({"output.$": "$.Payload"}, "$.steps.assess")
+    (retrier,) = task["Retry"]  # the step's retryPolicy (2 attempts), whose transient errors cover Lambda's
+    assert retrier["MaxAttempts"] == 1 and {"Lambda.ServiceException", "TransientError"} <= set(retrier["ErrorEquals"])
+    assert states["assess.finished"]["Parameters"]["Payload"]["output.$"] == "$.steps.assess.output"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "extra", "message"),
+    [
+        ({}, {}, "a rules step needs parameters.rules"),
+        ({"rules": ["ok", {"conditions": {"all": [{"fact": "input", "operator": "nope", "value": 1}]}}]}, {},
+         r"rules\[1\]: invalid inline rule: \$\.conditions\.all\[0\]\.operator: unknown operator 'nope'"),
+        ({"rules": ["ok"]}, {"action": "echo"}, "a rules step takes no action"),
+    ],
+)
+def test_malformed_rules_steps_are_refused(parameters: dict[str, Any], extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        validate_definition(rules_step(parameters, **extra), "w.yaml")
+
+
+def test_a_rules_step_naming_an_unknown_rule_fails_validation(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    machines = tmp_path / "statemachines"
+    write(machines, "rules/r.json", json.dumps({"id": "known", "conditions": {"all": []}}))
+    write(machines, "w.yaml", json.dumps(rules_step({"rules": ["known", "unknown"]})))
+    assert main(["validate", str(machines)]) == 1
+    assert "steps[0].parameters.rules[1]: unknown rule 'unknown'" in capsys.readouterr().err
+
+
+def test_a_category_brings_its_enabled_rules_after_the_named_ones() -> None:
+    engine = RuleEngine(store=InMemoryRuleStore())
+    for rule_id, value, enabled in (("b-rule", 1, True), ("a", 2, True), ("off", 1, False), ("named", 1, True)):
+        engine.register_rule({"id": rule_id, "category": "c", "enabled": enabled, "event": {"type": rule_id},
+                              "conditions": {"all": [{"fact": "input", "operator": "equal", "value": value}]}})
+    response = evaluate_request(RulesRequest.model_validate(
+        {"rules": [{"key": "r1", "ruleId": "named"}], "category": "c", "input": 1}), engine)
+    assert [(r.key, r.ruleId, r.satisfied) for r in response.results] == [
+        ("r1", "named", True), ("a", "a", False), ("rule_b_rule", "b-rule", True)]
+    assert response.events == [{"type": "named"}, {"type": "b-rule"}]
+    with pytest.raises(ValueError, match="give rules, a category, or both"):
+        RulesRequest.model_validate({"input": 1})
+
+
+def test_coafi_rules_deploy_and_list_against_a_table(store: Any, tmp_path: Path,  # noqa: F811
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "r.json", json.dumps([{**simple("a"), "category": "x"}, {**simple("b"), "category": "y"}]))
+    assert main(["rules", "deploy", str(tmp_path), "--table", store.table_name]) == 0
+    assert f"ok  2 rules of {tmp_path} registered in {store.table_name}: a, b" in capsys.readouterr().out
+    assert main(["rules", "list", "--table", store.table_name, "--category", "y"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {"id": "b", "version": 1, "category": "y", "enabled": True, "priority": 1,
+                                "description": ""}
+    write(tmp_path, "bad.json", json.dumps({"id": "c", "conditions": {"any": [{"fact": "input"}]}}))
+    assert main(["rules", "deploy", str(tmp_path), "--table", store.table_name]) == 1
+    assert "bad.json: $.conditions.any[0]" in capsys.readouterr().err
+    assert [r.id for r in store.list()] == ["a", "b"]  # nothing of the refused folder was written
