@@ -51,6 +51,7 @@ class RegistrarEvent(BaseModel):
     RequestId: str = ""
     LogicalResourceId: str = ""
     ResourceProperties: RegistrarProperties | None = None
+    OldResourceProperties: RegistrarProperties | None = None
 
 
 def sync(registry: WorkflowRegistry, sfn: Any, properties: RegistrarProperties, *, publish: bool = True
@@ -95,6 +96,11 @@ def handle(event: dict[str, Any], registry: WorkflowRegistry, sfn: Any) -> dict[
             data: dict[str, Any] = {"Unregistered": ",".join(remove(registry, properties))}
         else:
             data = {"Registered": json.dumps(sync(registry, sfn, properties))}
+            old = request.OldResourceProperties
+            if request.RequestType == "Update" and old is not None:  # workflows the stack no longer deploys
+                gone = RegistrarProperties(Source=old.Source, Workflows={
+                    k: v for k, v in old.Workflows.items() if k not in properties.Workflows})
+                data["Unregistered"] = ",".join(remove(registry, gone))
     except Exception as exc:
         if request.ResponseURL:
             _respond(request, "FAILED", {}, f"{type(exc).__name__}: {exc}")

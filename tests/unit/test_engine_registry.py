@@ -118,3 +118,16 @@ def test_a_sync_request_registers_published_versions_from_the_environment(
     assert handle({"RequestType": "Delete"}, registry, publisher)["Data"] == {"Unregistered": "orders"}
     with pytest.raises(WorkflowNotRegistered):
         registry.resolve("orders")
+
+
+def test_an_update_unregisters_the_workflows_the_stack_no_longer_deploys(registry: WorkflowRegistry) -> None:
+    def props(*ids: str) -> dict[str, object]:
+        return {"Source": "stack:Coafi", "Workflows": {
+            i: {"stateMachineArn": f"{ARN}-{i}", "version": "1"} for i in ids}}
+
+    publisher = Publisher()
+    handle({"RequestType": "Create", "ResourceProperties": props("a", "b")}, registry, publisher)
+    answer = handle({"RequestType": "Update", "ResourceProperties": props("a"),
+                     "OldResourceProperties": props("a", "b")}, registry, publisher)
+    assert answer["Data"]["Unregistered"] == "b"
+    assert [w.workflowId for w in registry.list_workflows()] == ["a"]
