@@ -1,5 +1,9 @@
 """What the state function needs for callback and signal steps (docs/waits.md): put ``TaskTokenIssued`` on the
-app's bus, and complete the task token of a signal step that finds its signal already buffered."""
+app's bus, and complete the task token of a signal step that finds its signal already buffered.
+
+``grant_task_responses`` is also what any other function answering waiting steps needs (e.g. an API Lambda
+handling SignalWorkflow / CompleteTask / FailTask commands, with ``heartbeat=True`` for heartbeats).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from infra.constructs.function import CoafiFunction
 if TYPE_CHECKING:
     from infra.constructs.core import Core
 
-#: What completing a task token takes (SendTaskHeartbeat is not used by the state function).
+#: What completing a task token takes.
 TASK_RESPONSE_ACTIONS = ["states:SendTaskSuccess", "states:SendTaskFailure"]
+HEARTBEAT_ACTION = "states:SendTaskHeartbeat"
 
 
 def machines_pattern(stack_name: str) -> str:
@@ -23,22 +28,25 @@ def machines_pattern(stack_name: str) -> str:
     return f"{stack_name}-*"
 
 
-def grant_waits(core: Core, function: CoafiFunction) -> None:
-    stack = Stack.of(function)
-    function.function.add_environment("COAFI_EVENT_BUS_NAME", core.event_bus.event_bus_name)
-    core.event_bus.grant_put_events_to(function.function)
-    # By name pattern, not by the machines' ARNs: the machines reference this function, so naming them here
-    # would be a dependency cycle. Task responses are scoped to the state machine a token belongs to.
+def grant_task_responses(core: Core, function: CoafiFunction, *, heartbeat: bool = False) -> None:
+    """SendTaskSuccess / SendTaskFailure (and SendTaskHeartbeat) for tokens of the stack's state machines only."""
     pattern = machines_pattern(core.config.stack_name)
-    machines = stack.format_arn(service="states", resource="stateMachine", resource_name=pattern,
-                                arn_format=ArnFormat.COLON_RESOURCE_NAME)
-    function.function.add_to_role_policy(iam.PolicyStatement(actions=TASK_RESPONSE_ACTIONS, resources=[machines]))
+    machines = Stack.of(function).format_arn(service="states", resource="stateMachine", resource_name=pattern,
+                                             arn_format=ArnFormat.COLON_RESOURCE_NAME)
+    actions = [*TASK_RESPONSE_ACTIONS, *([HEARTBEAT_ACTION] if heartbeat else [])]
+    function.function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=[machines]))
     nag.suppress(
         function.role,
         "IAM5",
-        "A signal step that finds its signal buffered completes its own task token (SendTaskSuccess/Failure). "
-        "Tokens belong to the stack's state machines, which reference this function, so they are named by the "
-        f"stack's prefix ({pattern}) instead of by ARN (a dependency cycle); no other machines match.",
+        "Task tokens belong to the stack's state machines, which reference the state function, so they are "
+        f"named by the stack's prefix ({pattern}) instead of by ARN (a dependency cycle); no other machines match.",
         [f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:{pattern}"],
         children=True,
     )
+
+
+def grant_waits(core: Core, function: CoafiFunction) -> None:
+    """The state function's grants: the app's bus (TaskTokenIssued) and task responses (buffered signals)."""
+    function.function.add_environment("COAFI_EVENT_BUS_NAME", core.event_bus.event_bus_name)
+    core.event_bus.grant_put_events_to(function.function)
+    grant_task_responses(core, function)

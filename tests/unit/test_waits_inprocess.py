@@ -3,6 +3,7 @@ SendTaskFailure) with the real state function: what a user of completeTask / fai
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from coafi import aws
 from coafi.definitions import WorkflowDefinition, validate_definition
 from coafi.engine.wait_store import WaitRecord
 from coafi.engine.waits import (
@@ -22,7 +24,7 @@ from coafi.engine.waits import (
 )
 from coafi.state import StateStore
 from coafi.testing import InProcessCloud
-from coafi.testing.inprocess import TABLE
+from coafi.testing.inprocess import BUS, TABLE
 
 T = TypeVar("T")
 
@@ -36,7 +38,7 @@ DEFINITIONS = [
     _definition(
         "approval",
         {"id": "review", "type": "callback", "timeoutSeconds": 120,
-         "parameters": {"notify": True, "details": {"role": "editor"}}},
+         "parameters": {"notify": True, "details": {"role": "editor", "draft.$": "$.input.draft"}}},
         {"id": "publish", "type": "signal", "dependencies": ["review"], "parameters": {"signal": "publish"}},
     ),
     _definition(
@@ -81,8 +83,17 @@ def waiting(waits: Waits, execution: str, step_id: str) -> WaitRecord:
 
 
 def test_signal_before_the_wait_and_callback_completed_by_step_id(cloud: InProcessCloud, waits: Waits) -> None:
+    events, sqs = aws.client("events"), aws.client("sqs")
+    queue = sqs.create_queue(QueueName="token-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="tokens", EventBusName=BUS, EventPattern=json.dumps({"detail-type": ["TaskTokenIssued"]}))
+    events.put_targets(Rule="tokens", EventBusName=BUS, Targets=[{"Id": "q", "Arn": queue_arn}])
     execution = cloud.start("approval", {"draft": "d-1"})
-    waiting(waits, execution, "review")
+    record = waiting(waits, execution, "review")
+    [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    detail = json.loads(message["Body"])["detail"]
+    assert detail["details"] == {"role": "editor", "draft": "d-1"}  # a `.$` key is read from the step's state
+    assert (detail["stepId"], detail["taskToken"], detail["timeoutSeconds"]) == ("review", record.taskToken, 120)
     early = signal_workflow(execution, "publish", {"channel": "web"}, waits=waits)
     assert early.status == "BUFFERED"  # the publish step does not wait yet
     done = complete_task(execution_id=execution, step_id="review", result={"approved": True}, waits=waits)
