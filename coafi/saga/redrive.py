@@ -9,8 +9,8 @@ unsuccessful state may be that Fail state rather than the step; check the redriv
 LocalStack 2026.3 and moto do not implement ``RedriveExecution`` (their API stubs exist, their providers have no
 handler: the call fails with a "not implemented" error). ``restart=True`` then does what is honest instead: it
 starts a NEW execution of the same state machine with the same input, named ``<name>-redrive-<n>``. Every step
-runs again, so the actions must be idempotent (COAFI's are keyed by execution or payload); the new execution has
-its own record and history.
+runs again (side effects included: actions keyed by the execution id, like store-content, act a second time under
+the new id); the new execution has its own record and history.
 """
 
 from __future__ import annotations

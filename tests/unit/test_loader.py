@@ -83,10 +83,10 @@ CASES = [
     # -- step types and actions ----------------------------------------------------------------------
     Case("unknown step type 'parallel' gets a hint", workflow(task("a", type="parallel")),
          "steps[0].type", "a",
-         "unknown step type 'parallel'; use one of: task, wait, decision, subworkflow "
+         "unknown step type 'parallel'; use one of: task, wait, decision, subworkflow, schedule "
          "(steps without dependencies between them already run in parallel)"),
     Case("unknown step type", workflow(task("a", type="lambda")),
-         "steps[0].type", "a", "unknown step type 'lambda'; use one of: task, wait, decision, subworkflow"),
+         "steps[0].type", "a", "unknown step type 'lambda'; use one of: task, wait, decision, subworkflow, schedule"),
     Case("unknown action with did-you-mean", workflow(task("a", action="ecko")),
          "steps[0].action", "a", "unknown action 'ecko': no functions/actions/ecko/handler.py; did you mean 'echo'?"),
     Case("task without action", workflow({"id": "a"}),
