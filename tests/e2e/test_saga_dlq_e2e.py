@@ -177,14 +177,22 @@ def test_a_schedule_step_starts_a_workflow_when_the_local_clock_moves(
         local_clock(repo_root).reset()
 
 
-def test_redrive_of_a_failed_execution(stack: StackOutputs) -> None:
+def test_redrive_of_a_failed_execution(stack: StackOutputs, capsys: pytest.CaptureFixture[str]) -> None:
     execution = start(stack, "order-saga", {"orderId": "o-e2e-redrive", "failAt": "charge"})
     assert finished(execution)["status"] == "FAILED"
     with pytest.raises(RedriveNotSupported):  # LocalStack 2026.3 answers RedriveExecution with 501
         redrive_execution(execution)
-    result = redrive_execution(execution, restart=True)
-    assert result.mode == "restarted" and result.redriveOf == execution
-    again = finished(result.executionArn)
+    assert main(["redrive", execution]) == 1
+    assert "--restart" in capsys.readouterr().err
+    assert main(["redrive", execution, "--restart", "--stack", stack.stack_name, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mode"] == "restarted" and result["redriveOf"] == execution
+    again = finished(result["executionArn"])
     assert again["status"] == "FAILED" and json.loads(again["input"])["orderId"] == "o-e2e-redrive"
-    steps = {s.stepId: s.status for s in StateStore(stack.state_table_name).list_steps(result.executionArn)}
-    assert steps["reserve"] == "SUCCEEDED" and steps["reserve.compensate"] == "SUCCEEDED"  # ran again
+    store = StateStore(stack.state_table_name)
+    record = store.get_execution(result["executionArn"])
+    assert record is not None and record.metadata["redriveOf"] == execution
+    steps = {s.stepId: s.status for s in store.list_steps(result["executionArn"])}
+    # reserve was compensated in the failed run, so it runs (and is compensated) again; charge fails again
+    assert steps["reserve"] == "SUCCEEDED" and steps["reserve.compensate"] == "SUCCEEDED"
+    assert steps["charge"] == "FAILED"
