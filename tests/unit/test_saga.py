@@ -186,3 +186,21 @@ def test_schedule_steps_take_the_scheduler_s_routes(cloud: InProcessCloud) -> No
                                                  VisibilityTimeout=0)["Messages"]
     assert json.loads(messages[0]["Body"])["taskId"] == now.id  # the delayed one is not visible yet
     assert len(messages) == 1
+
+
+def test_a_state_put_before_coafi_failed_by_another_feature_still_leads_into_the_compensations() -> None:
+    from coafi.saga.compiler import _route_failures_through_compensation
+
+    states: dict[str, dict[str, Any]] = {
+        "coafi.run": {"Type": "Parallel", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "coafi.escalate"}]},
+        "coafi.escalate": {"Type": "Task", "Next": "coafi.failed"},
+        "coafi.compensate": {"Type": "Task", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "coafi.failed"}],
+                             "Next": "coafi.compensate.run"},
+        "coafi.compensate.run": {"Type": "Map", "Next": "coafi.failed"},
+        "coafi.failed": {"Type": "Task", "Next": "coafi.fail"},
+    }
+    _route_failures_through_compensation(states)
+    assert states["coafi.run"]["Catch"][0]["Next"] == "coafi.escalate"
+    assert states["coafi.escalate"]["Next"] == "coafi.compensate"
+    assert states["coafi.compensate"]["Catch"][0]["Next"] == "coafi.failed"
+    assert states["coafi.compensate.run"]["Next"] == "coafi.failed"
