@@ -41,6 +41,8 @@ def mermaid(definition: WorkflowDefinition) -> str:
             waited = f"{wait.seconds}s" if isinstance(wait.seconds, int) else (
                 f"{wait.seconds} seconds" if wait.seconds else f"until {wait.until}")
             detail = f"<br/><small>wait {_label(waited)}</small>"
+        if step.type == "schedule":
+            detail = f"<br/><small>schedules {_label(str(step.parameters.get('task', '')))}</small>"
         lines.append(f"    {ids[step.id]}{left}{_label(step.name)}{detail}{right}")
     for step in definition.steps:
         if not step.dependencies:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coafi.config import function_settings
 from coafi.errors import InvalidStepEvent
+from coafi.saga import resume
 from coafi.state.store import StateStore
 from coafi.telemetry.tracing import traced
 
@@ -102,6 +103,12 @@ def action(fn: ActionFunction) -> LambdaHandler:
         settings = function_settings()
         store = StateStore(settings.table_name, retention_days=settings.retention_days,
                            payload_bucket=settings.payload_bucket)
+        reused = resume.reused_output(store, ctx.executionId, ctx.stepId)  # `coafi redrive --restart` only
+        if not resume.is_missing(reused):
+            store.step_started(ctx.executionId, ctx.stepId, step_name=ctx.stepName, action=ctx.action)
+            store.step_succeeded(ctx.executionId, ctx.stepId, reused)
+            logger.info("step reused: it succeeded in the failed execution this one restarts")
+            return reused
         store.step_started(ctx.executionId, ctx.stepId, step_name=ctx.stepName,
                            step_type="task" if step.compensation is None else "compensation", action=ctx.action)
         logger.info("step started")

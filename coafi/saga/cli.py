@@ -43,11 +43,13 @@ def register(subparsers: Any) -> None:
         "redrive", help="redrive a failed execution (Step Functions RedriveExecution)",
         description="Continue a FAILED, TIMED_OUT or ABORTED execution from its failed states (RedriveExecution). "
         "Where that API is missing (LocalStack 2026.3, moto), --restart starts a new execution with the same "
-        "input instead: every step runs again.",
+        "input instead, which does not run again the actions that succeeded and were not compensated.",
     )
     p.add_argument("execution", metavar="EXECUTION", help="the execution ARN")
     p.add_argument("--restart", action="store_true",
-                   help="if RedriveExecution is not available, start a new execution with the same input")
+                   help="if RedriveExecution is not available, start a new execution with the same input that "
+                   "reuses the outputs of the steps that succeeded and were not compensated")
+    p.add_argument("--stack", default=None, help="stack name (default: $COAFI_STACK_NAME or Coafi)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_redrive_execution)
 
@@ -120,7 +122,21 @@ def run_redrive(args: argparse.Namespace) -> int:
 def run_redrive_execution(args: argparse.Namespace) -> int:
     from coafi.saga.redrive import redrive_execution
 
-    result = redrive_execution(args.execution, restart=args.restart)
+    store = None
+    if args.restart:
+        import os
+
+        from coafi.deploy import DEFAULT_STACK, DeployError, read_outputs
+        from coafi.saga.redrive import RedriveError
+        from coafi.state.store import StateStore
+
+        name = args.stack or os.environ.get("COAFI_STACK_NAME") or DEFAULT_STACK
+        try:
+            store = StateStore(read_outputs(name).state_table_name)
+        except DeployError as exc:
+            raise RedriveError(f"{exc} (--restart reads the failed execution's steps from the stack's state "
+                               "table; pass --stack)") from None
+    result = redrive_execution(args.execution, restart=args.restart, store=store)
     if args.json:
         print(result.model_dump_json(indent=2))
     else:

@@ -152,6 +152,20 @@ def add_compensation(compiler: Any, states: dict[str, dict[str, Any]]) -> None:
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.compensationError", "Next": FAILED}],
         "Next": FAILED,
     }
-    for catcher in states["coafi.run"].get("Catch", []):
-        if catcher.get("Next") == FAILED:
-            catcher["Next"] = COMPENSATE
+    _route_failures_through_compensation(states)
+
+
+def _route_failures_through_compensation(states: dict[str, dict[str, Any]]) -> None:
+    """Every transition into coafi.failed (coafi.run's Catch, and any state another feature put on the failure path
+    before it) now enters coafi.compensate instead; the compensation states themselves go on to coafi.failed."""
+    own = {COMPENSATE, COMPENSATE_RUN}
+    for name, state in states.items():
+        if name in own:
+            continue
+        if state.get("Next") == FAILED:
+            state["Next"] = COMPENSATE
+        if state.get("Default") == FAILED:
+            state["Default"] = COMPENSATE
+        for rule in [*state.get("Catch", []), *state.get("Choices", [])]:
+            if rule.get("Next") == FAILED:
+                rule["Next"] = COMPENSATE

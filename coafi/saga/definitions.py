@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from coafi.tasks.models import TASK_TYPE_PATTERN, WORKFLOW_PREFIX
 
@@ -53,7 +53,7 @@ class ScheduleParameters(BaseModel):
 
     @field_validator("cron")
     @classmethod
-    def _cron(cls, value: str | None, info: Any) -> str | None:
+    def _cron(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
         from coafi.tasks.scheduler import normalize_expression

@@ -7,20 +7,24 @@ error in ``coafi.run`` and ends in its ``coafi.fail.*`` Fail state, so what Step
 unsuccessful state may be that Fail state rather than the step; check the redriven execution's history.
 
 LocalStack 2026.3 and moto do not implement ``RedriveExecution`` (their API stubs exist, their providers have no
-handler: the call fails with a "not implemented" error). ``restart=True`` then does what is honest instead: it
-starts a NEW execution of the same state machine with the same input, named ``<name>-redrive-<n>``. Every step
-runs again, so the actions must be idempotent (COAFI's are keyed by execution or payload); the new execution has
-its own record and history.
+handler: the call fails with a "not implemented" error). ``restart=True`` then does the honest fallback: a NEW
+execution of the same state machine with the same input, named ``<name>-redrive-<n>``, that resumes from the
+failure using the recorded state (coafi.saga.resume): actions that succeeded in the failed execution and were not
+undone by a compensation are not run again (their recorded outputs are reused); everything else runs again. The
+new execution has its own record (``metadata.redriveOf`` = the failed one) and history.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from coafi import aws
+from coafi.saga import resume
+from coafi.state.store import StateStore, now_iso
 
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
 MAX_NAME = 80
@@ -58,7 +62,10 @@ def _not_implemented(exc: Exception) -> bool:
     return False
 
 
-def redrive_execution(execution_arn: str, *, restart: bool = False, client: Any = None) -> RedriveResult:
+def redrive_execution(execution_arn: str, *, restart: bool = False, client: Any = None,
+                      store: StateStore | None = None) -> RedriveResult:
+    """RedriveExecution; where the endpoint lacks it and ``restart``, a restart (see the module docstring). With
+    ``store`` (the stack's state table) the restart resumes from the failure; without it every step runs again."""
     sfn = client or aws.client("stepfunctions")
     try:
         description = sfn.describe_execution(executionArn=execution_arn)
@@ -80,10 +87,10 @@ def redrive_execution(execution_arn: str, *, restart: bool = False, client: Any 
                 f"this endpoint does not implement RedriveExecution ({exc}); LocalStack 2026.3 and moto lack it. "
                 "Pass --restart to start a new execution of the same state machine with the same input instead "
                 "(every step runs again)") from None
-    return _restart(sfn, description)
+    return _restart(sfn, description, store)
 
 
-def _restart(sfn: Any, description: dict[str, Any]) -> RedriveResult:
+def _restart(sfn: Any, description: dict[str, Any], store: StateStore | None) -> RedriveResult:
     machine = str(description["stateMachineArn"])
     base = str(description["name"])
     names = {e["name"] for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
@@ -95,8 +102,22 @@ def _restart(sfn: Any, description: dict[str, Any]) -> RedriveResult:
         if name not in names:
             break
         n += 1
-    started = sfn.start_execution(stateMachineArn=machine, name=name, input=description.get("input") or "{}")
-    return RedriveResult(mode="restarted", executionArn=str(started["executionArn"]),
-                         redriveOf=str(description["executionArn"]),
-                         detail="RedriveExecution is not available here: started a new execution with the same "
-                                "input; every step runs again")
+    raw_input = description.get("input") or "{}"
+    failed = str(description["executionArn"])
+    if store is not None:
+        try:
+            record = store.get_execution(failed)
+        except ClientError as exc:
+            raise RedriveError(f"cannot read the state table {store.table_name}: {exc}") from None
+        if record is None:
+            raise RedriveError(f"execution {failed} has no record in the state table {store.table_name}: not a COAFI "
+                               "workflow of this stack, or its record expired")
+        resume.prepare_restart(store, failed, resume.execution_arn_for(machine, name),
+                               workflow_id=record.workflowId, workflow_version=record.workflowVersion,
+                               raw_input=json.loads(raw_input), start_time=now_iso())
+    started = sfn.start_execution(stateMachineArn=machine, name=name, input=raw_input)
+    detail = ("RedriveExecution is not available here: started a new execution with the same input that reuses the "
+              "outputs of the steps that succeeded and were not compensated" if store is not None else
+              "RedriveExecution is not available here: started a new execution with the same input; every step "
+              "runs again")
+    return RedriveResult(mode="restarted", executionArn=str(started["executionArn"]), redriveOf=failed, detail=detail)

@@ -6,6 +6,8 @@
 - a poison message (a task whose action is throttled: reserved concurrency 0) lands in the dead-letter queue
   after the task queue's maxReceiveCount, and once the action is fixed ``coafi dlq redrive`` sends it back and
   the task succeeds;
+- an asynchronous invocation of a switched-off action goes to the DLQ (on-failure destination) and, once the
+  action is back, the redrive invokes it again with the same payload;
 - a schedule step starts a workflow three days later, when the local clock moves;
 - ``coafi redrive``: LocalStack has no RedriveExecution; ``--restart`` runs the same input again.
 """
@@ -95,15 +97,20 @@ def test_a_permanent_failure_runs_the_compensations_in_reverse(stack: StackOutpu
     assert history[-1].type == "WORKFLOW_FAILED"  # recorded after the compensations
 
 
+def action_function(stack: StackOutputs, action: str) -> str:
+    """The deployed function of an action (the dispatcher's environment names them)."""
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in aws.client("cloudformation").describe_stacks(
+        StackName=stack.stack_name)["Stacks"][0]["Outputs"]}
+    env = aws.client("lambda").get_function_configuration(
+        FunctionName=outputs["TaskDispatcherFunctionName"])["Environment"]
+    return str(json.loads(env["Variables"]["COAFI_ACTION_FUNCTIONS"])[action])
+
+
 @pytest.fixture
 def throttled_action(stack: StackOutputs, scheduler: TaskScheduler) -> Iterator[str]:
     """saga-step throttled (reserved concurrency 0) and the task queue's visibility timeout short."""
     lam, sqs = aws.client("lambda"), aws.client("sqs")
-    # the dispatcher's environment names the action functions
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in aws.client("cloudformation").describe_stacks(
-        StackName=stack.stack_name)["Stacks"][0]["Outputs"]}
-    env = lam.get_function_configuration(FunctionName=outputs["TaskDispatcherFunctionName"])["Environment"]
-    function = json.loads(env["Variables"]["COAFI_ACTION_FUNCTIONS"])["saga-step"]
+    function = action_function(stack, "saga-step")
     queue = scheduler.settings.queue_url
     before = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["VisibilityTimeout"])["Attributes"]
     lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=0)
@@ -146,6 +153,33 @@ def test_a_poison_message_lands_in_the_dlq_and_is_redriven_after_the_fix(
     assert dead_lettered() is None  # deleted from the DLQ once re-sent
 
 
+def test_a_failed_asynchronous_invocation_lands_in_the_dlq_and_is_invoked_again(
+    stack: StackOutputs, dead_letters: DeadLetterQueues,
+) -> None:
+    lam = aws.client("lambda")
+    function = action_function(stack, "saga-step")
+    execution = f"e2e-async-{uuid.uuid4().hex[:12]}"
+    event = {"context": {"executionId": execution, "workflowId": "e2e", "stepId": "asyncStep"},
+             "input": {"orderId": "o-e2e-async"}}
+    lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=0)
+    try:  # switched off: Lambda hands the asynchronous event to the on-failure destination (the DLQ)
+        assert lam.invoke(FunctionName=function, InvocationType="Event",
+                          Payload=json.dumps(event).encode())["StatusCode"] == 202
+        letter = eventually(lambda: next((x for x in dead_letters.show(limit=50) if execution in x.body), None),
+                            60, "the asynchronous invocation record in the dead-letter queue", every=2)
+    finally:
+        lam.delete_function_concurrency(FunctionName=function)  # the fix
+    assert letter.source == "lambda" and letter.target is not None and function in letter.target
+    assert letter.payload()["requestPayload"] == event
+    report = dead_letters.redrive(message_ids=[letter.messageId])
+    assert report.redriven == 1, report.outcomes
+    store = StateStore(stack.state_table_name)
+    step = eventually(lambda: next((s for s in store.list_steps(execution) if s.status == "SUCCEEDED"), None),
+                      60, "the redriven invocation to run")
+    assert step.stepId == "asyncStep" and step.output["orderId"] == "o-e2e-async"
+    assert not any(execution in x.body for x in dead_letters.show(limit=50))
+
+
 def test_a_schedule_step_starts_a_workflow_when_the_local_clock_moves(
     stack: StackOutputs, scheduler: TaskScheduler, local_cloud: Any, repo_root: Path,
 ) -> None:
@@ -177,14 +211,22 @@ def test_a_schedule_step_starts_a_workflow_when_the_local_clock_moves(
         local_clock(repo_root).reset()
 
 
-def test_redrive_of_a_failed_execution(stack: StackOutputs) -> None:
+def test_redrive_of_a_failed_execution(stack: StackOutputs, capsys: pytest.CaptureFixture[str]) -> None:
     execution = start(stack, "order-saga", {"orderId": "o-e2e-redrive", "failAt": "charge"})
     assert finished(execution)["status"] == "FAILED"
     with pytest.raises(RedriveNotSupported):  # LocalStack 2026.3 answers RedriveExecution with 501
         redrive_execution(execution)
-    result = redrive_execution(execution, restart=True)
-    assert result.mode == "restarted" and result.redriveOf == execution
-    again = finished(result.executionArn)
+    assert main(["redrive", execution]) == 1
+    assert "--restart" in capsys.readouterr().err
+    assert main(["redrive", execution, "--restart", "--stack", stack.stack_name, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mode"] == "restarted" and result["redriveOf"] == execution
+    again = finished(result["executionArn"])
     assert again["status"] == "FAILED" and json.loads(again["input"])["orderId"] == "o-e2e-redrive"
-    steps = {s.stepId: s.status for s in StateStore(stack.state_table_name).list_steps(result.executionArn)}
-    assert steps["reserve"] == "SUCCEEDED" and steps["reserve.compensate"] == "SUCCEEDED"  # ran again
+    store = StateStore(stack.state_table_name)
+    record = store.get_execution(result["executionArn"])
+    assert record is not None and record.metadata["redriveOf"] == execution
+    steps = {s.stepId: s.status for s in store.list_steps(result["executionArn"])}
+    # reserve was compensated in the failed run, so it runs (and is compensated) again; charge fails again
+    assert steps["reserve"] == "SUCCEEDED" and steps["reserve.compensate"] == "SUCCEEDED"
+    assert steps["charge"] == "FAILED"

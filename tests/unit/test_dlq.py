@@ -28,7 +28,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     aws._cached.cache_clear()
-    with mock_aws():
+    with mock_aws(config={"lambda": {"use_docker": False}}):
         sqs = boto3.client("sqs", region_name=REGION)
         dlq = sqs.create_queue(QueueName="app-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -148,3 +148,32 @@ def test_redrive_execution_says_when_the_endpoint_lacks_it_and_can_restart(cloud
     assert result.mode == "restarted" and result.executionArn.endswith(":run-1-redrive-1")
     assert sfn.describe_execution(executionArn=result.executionArn)["input"] == '{"x": 1}'
     assert redrive_execution(execution, restart=True).executionArn.endswith(":run-1-redrive-2")
+
+
+def test_a_failed_asynchronous_invocation_is_invoked_again_with_its_payload(cloud: dict[str, str]) -> None:
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    role = aws.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    function = aws.client("lambda").create_function(
+        FunctionName="app-action", Runtime="python3.12", Role=role, Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()})["FunctionArn"]
+    record = {"version": "1.0", "timestamp": "2026-11-25T10:00:00.000Z",
+              "requestContext": {"requestId": "r-1", "functionArn": f"{function}:$LATEST",
+                                 "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+              "requestPayload": {"order": "o-9"}, "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+              "responsePayload": {"errorType": "Boom", "errorMessage": "down"}}
+    aws.client("sqs").send_message(QueueUrl=cloud["dlq"], MessageBody=json.dumps(record))
+    queues = DeadLetterQueues([cloud["dlq"]])
+    [letter] = queues.show()
+    assert (letter.source, letter.target, letter.error) == ("lambda", f"{function}:$LATEST", "Boom: down")
+    [outcome] = queues.redrive().outcomes
+    assert outcome.redriven and outcome.detail.startswith(f"invoked {function} asynchronously (status 202)")
+    assert _count(cloud["dlq"]) == 0
+    # --to moves the record itself to a queue, as asked
+    aws.client("sqs").send_message(QueueUrl=cloud["dlq"], MessageBody=json.dumps(record))
+    [moved] = queues.redrive(to=cloud["tasks"]).outcomes
+    assert moved.redriven and _count(cloud["tasks"]) == 1

@@ -87,7 +87,7 @@ CASES = [
          f"unknown step type 'parallel'; use one of: {', '.join(KNOWN_STEP_TYPES)} "
          "(steps without dependencies between them already run in parallel)"),
     Case("unknown step type", workflow(task("a", type="lambda")),
-         "steps[0].type", "a", "unknown step type 'lambda'; use one of: task, wait, decision, subworkflow, rules"),
+         "steps[0].type", "a", f"unknown step type 'lambda'; use one of: {', '.join(KNOWN_STEP_TYPES)}"),
     Case("unknown action with did-you-mean", workflow(task("a", action="ecko")),
          "steps[0].action", "a", "unknown action 'ecko': no functions/actions/ecko/handler.py; did you mean 'echo'?"),
     Case("task without action", workflow({"id": "a"}),

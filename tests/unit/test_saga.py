@@ -20,12 +20,23 @@ from coafi.testing import InProcessCloud
 from coafi.testing.inprocess import TABLE
 
 ORDER = {"orderId": "o-1"}
+SCHEDULES = {
+    "id": "schedules", "name": "Schedules", "version": "1",
+    "steps": [
+        {"id": "now", "type": "schedule", "parameters": {"task": "saga-step", "payload": "$.input.order"}},
+        {"id": "soon", "type": "schedule", "parameters": {"task": "saga-step", "delaySeconds": 60}},
+        {"id": "weekly", "type": "schedule", "parameters": {
+            "task": "workflow:order-follow-up", "cron": "0 9 ? * MON *", "timezone": "Europe/Berlin",
+            "windowMinutes": 0, "payload": {"kind": "weekly", "order.$": "$.input.order"}}},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
 def cloud(repo_root: Path) -> Iterator[InProcessCloud]:
     definitions = load_definitions([repo_root / "statemachines" / "order-saga.yaml",
                                     repo_root / "statemachines" / "order-follow-up.yaml"])
+    definitions.append(validate_definition(SCHEDULES, "schedules.yaml", actions={"saga-step"}))
     with InProcessCloud(repo_root, definitions=definitions) as cloud, pytest.MonkeyPatch.context() as mp:
         sqs = aws.client("sqs")
         dlq = sqs.create_queue(QueueName="coafi-test-dlq")["QueueUrl"]
@@ -159,3 +170,37 @@ def test_a_schedule_step_schedules_its_task_and_the_workflow_goes_on(cloud: InPr
     names = [s["Name"] for s in aws.client("scheduler").list_schedules(GroupName=settings.schedule_group)["Schedules"]]
     assert record.scheduleName in names
     assert not any(s.stepId.endswith(".compensate") for s in result.steps)
+
+
+def test_schedule_steps_take_the_scheduler_s_routes(cloud: InProcessCloud) -> None:
+    result = cloud.run("schedules", {"order": {"id": "o-7"}})
+    assert result.status == "SUCCEEDED", result.cause
+    scheduler = TaskScheduler(TaskSettings.from_env())
+    now, soon, weekly = (scheduler.get_task_status(result.step(s).output["taskId"], refresh=False)
+                         for s in ("now", "soon", "weekly"))
+    assert (now.route.value, now.status.value, now.payload) == ("queue", "SCHEDULED", {"id": "o-7"})
+    assert (soon.route.value, soon.status.value) == ("queue", "DELAYED")
+    assert (weekly.route.value, weekly.cron, weekly.timezone) == ("cron", "cron(0 9 ? * MON *)", "Europe/Berlin")
+    assert weekly.payload == {"kind": "weekly", "order": {"id": "o-7"}}
+    messages = aws.client("sqs").receive_message(QueueUrl=scheduler.settings.queue_url, MaxNumberOfMessages=10,
+                                                 VisibilityTimeout=0)["Messages"]
+    assert json.loads(messages[0]["Body"])["taskId"] == now.id  # the delayed one is not visible yet
+    assert len(messages) == 1
+
+
+def test_a_state_put_before_coafi_failed_by_another_feature_still_leads_into_the_compensations() -> None:
+    from coafi.saga.compiler import _route_failures_through_compensation
+
+    states: dict[str, dict[str, Any]] = {
+        "coafi.run": {"Type": "Parallel", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "coafi.escalate"}]},
+        "coafi.escalate": {"Type": "Task", "Next": "coafi.failed"},
+        "coafi.compensate": {"Type": "Task", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "coafi.failed"}],
+                             "Next": "coafi.compensate.run"},
+        "coafi.compensate.run": {"Type": "Map", "Next": "coafi.failed"},
+        "coafi.failed": {"Type": "Task", "Next": "coafi.fail"},
+    }
+    _route_failures_through_compensation(states)
+    assert states["coafi.run"]["Catch"][0]["Next"] == "coafi.escalate"
+    assert states["coafi.escalate"]["Next"] == "coafi.compensate"
+    assert states["coafi.compensate"]["Catch"][0]["Next"] == "coafi.failed"
+    assert states["coafi.compensate.run"]["Next"] == "coafi.failed"
