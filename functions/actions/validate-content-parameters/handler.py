@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from coafi.errors import PermanentError
+from coafi.errors import PermanentError, validation_problems
 from coafi.runtime import StepEvent, action
 
 
@@ -30,8 +30,8 @@ def handler(event: StepEvent) -> dict[str, Any]:
     try:
         request = ContentRequest.model_validate(event.input)
     except ValidationError as exc:
-        raise InvalidContentParameters(f"invalid content request: {exc.errors()[0]['loc']}: "
-                                       f"{exc.errors()[0]['msg']}") from None
+        raise InvalidContentParameters(f"invalid content request: {validation_problems(exc, root='input')}") \
+            from None
     errors: list[str] = []
     if request.contentType not in settings.allowedContentTypes:
         errors.append(f"contentType '{request.contentType}' is not one of {settings.allowedContentTypes}")
