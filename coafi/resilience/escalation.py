@@ -1,10 +1,11 @@
 """Escalation: when an error policy's threshold is crossed, an ``Escalation`` event goes to the app's event bus
 (source ``coafi.errors``); the CDK app forwards those events to the escalation SNS topic.
 
-The compiler passes a step's escalating policies in its step event (``context.errorPolicies``: id, errorTypes,
-attempts); the action wrapper calls :func:`escalate_if_due` with the failed attempt. A policy escalates once per
-step and execution: when the failed attempt is the ``escalationThreshold.attempts``-th and the error is one of the
-policy's ``errorTypes`` (a name, or a category the error belongs to). The first matching policy decides.
+The compiler passes a step's policies in its step event (``context.errorPolicies``: id, errorTypes, attempts =
+the escalation threshold or null); the action wrapper calls :func:`escalate_if_due` with the failed attempt. A
+policy escalates once per step and execution: when the failed attempt is the ``escalationThreshold.attempts``-th
+and the error is one of the policy's ``errorTypes`` (a name, or a category the error belongs to). The first
+policy whose errorTypes match the error decides.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class EscalationRule(BaseModel):
 
     id: str
     errorTypes: list[str] = Field(min_length=1)
-    attempts: int = Field(ge=1)
+    attempts: int | None = Field(None, ge=1, description="The escalation threshold; None: the policy never "
+                                 "escalates (its errorTypes still decide which policy handles an error).")
 
     def matches(self, name: str, category: ErrorCategory) -> bool:
         if "States.ALL" in self.errorTypes or name in self.errorTypes or category.value in self.errorTypes:
@@ -68,7 +70,7 @@ def due_rule(rules: list[EscalationRule], name: str, category: ErrorCategory, at
     by exactly this attempt."""
     for rule in rules:
         if rule.matches(name, category):
-            return rule if attempts == rule.attempts else None
+            return rule if rule.attempts is not None and attempts == rule.attempts else None
     return None
 
 
@@ -88,7 +90,7 @@ def escalation_for(step: StepEvent, exc: BaseException, rules_data: list[Any]) -
         executionId=ctx.executionId, workflowId=ctx.workflowId, workflowVersion=ctx.workflowVersion,
         stepId=ctx.stepId, stepName=ctx.stepName, action=ctx.action, policyId=rule.id,
         error=EscalationError(type=name, message=str(exc)[:MAX_MESSAGE_CHARS], category=category),
-        attempts=attempts, threshold=rule.attempts,
+        attempts=attempts, threshold=attempts,
         time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )
 

@@ -178,7 +178,8 @@ def test_transient_policy_compiles_to_backoff_with_full_jitter_and_permanent_to_
     assert never == {"ErrorEquals": list(PERMANENT_NAMES), "MaxAttempts": 0}
     assert "Catch" not in state
     assert state["Parameters"]["Payload"]["context"]["errorPolicies"] == [
-        {"id": "retry-transient", "errorTypes": ["transient"], "attempts": 3}]
+        {"id": "retry-transient", "errorTypes": ["transient"], "attempts": 3},
+        {"id": "no-retry", "errorTypes": ["permanent"], "attempts": None}]
 
 
 def test_a_catch_all_retry_never_retries_permanent_errors_and_the_steps_own_retry_policy_wins() -> None:
@@ -229,6 +230,52 @@ def test_policies_on_a_machine_that_moto_runs(tmp_path: Path) -> None:
     assert result.step("a").status == "FAILED" and result.step("a").attempts == 1  # not retried
     assert result.step("b").output == {"saw": ["a"]}
     assert "a.continue" in result.entered_states()
+
+
+def test_project_subclasses_reach_step_functions_under_their_category_name_unless_named() -> None:
+    from coafi.resilience.runtime import by_category
+
+    class RateLimited(TransientError):
+        pass
+
+    class Rejected(PermanentError):
+        pass
+
+    transient = [{"id": "p", "errorTypes": ["transient"], "attempts": None}]
+    renamed = by_category(RateLimited("slow"), transient)
+    assert type(renamed) is TransientError and str(renamed) == "RateLimited: slow"
+    assert type(by_category(Rejected("no"), transient)) is Rejected  # its category is not one the step names
+    named = [*transient, {"id": "retryPolicy", "errorTypes": ["RateLimited"], "attempts": None}]
+    assert type(by_category(RateLimited("slow"), named)) is RateLimited  # named explicitly: kept
+    known = errors.ThrottlingError("x")
+    assert by_category(known, transient) is known  # Step Functions knows the name already
+
+
+def test_a_project_subclass_of_transient_error_is_retried_by_a_category_policy(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "functions" / "actions" / "flaky").mkdir(parents=True)
+    (project / "functions" / "actions" / "flaky" / "handler.py").write_text(
+        "from coafi.errors import TransientError\n"
+        "from coafi.runtime import action\n"
+        "class RateLimited(TransientError):\n"
+        "    pass\n"
+        "@action\n"
+        "def handler(event):\n"
+        "    if event.context.attempt == 0:\n"
+        "        raise RateLimited('try again')\n"
+        "    return {'attempt': event.context.attempt}\n")
+    policy = {"id": "retry", "errorTypes": ["transient"], "maxRetries": 1}
+    data = definition([policy], [{"id": "a", "action": "flaky"}])
+    from coafi.testing import InProcessCloud
+
+    with InProcessCloud(project, definitions=[validate_definition(data, "flow.yaml")],
+                        core_root=Path(__file__).resolve().parents[2]) as cloud:
+        result = cloud.run("flow", {})
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.step("a").attempts == 2 and result.step("a").output == {"attempt": 1}
+    (failed,) = [e for e in result.history if e["type"] == "TaskFailed"]
+    cause = json.loads(failed["taskFailedEventDetails"]["cause"])
+    assert cause["errorType"] == "TransientError" and cause["errorMessage"] == "RateLimited: try again"
 
 
 # -- moto fixtures ---------------------------------------------------------------------------------------------
