@@ -27,7 +27,7 @@ from coafi.definitions.models import (
     WorkflowDefinition,
     WorkflowStep,
 )
-from coafi.resilience.compile import continue_states, policy_context, policy_retriers
+from coafi.resilience.compile import continue_states, escalation_context, policy_retriers
 
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ServiceException",
@@ -367,7 +367,7 @@ class _Compiler:
             "ResultSelector": {"output.$": "$.Payload"},
             "ResultPath": f"$.steps.{step.id}",
         }
-        state["Parameters"]["Payload"]["context"].update(policy_context(self.wf, step))
+        state["Parameters"]["Payload"]["context"].update(escalation_context(self.wf, step))
         state.update(self.retry_and_timeout(step, service_errors=LAMBDA_SERVICE_ERRORS))
         return state
 

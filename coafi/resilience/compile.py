@@ -114,7 +114,7 @@ def continue_states(definition: WorkflowDefinition, step: WorkflowStep, state: d
     }}
 
 
-def policy_context(definition: WorkflowDefinition, step: WorkflowStep) -> dict[str, Any]:
+def escalation_context(definition: WorkflowDefinition, step: WorkflowStep) -> dict[str, Any]:
     """What the action wrapper needs (``context.errorPolicies`` of the step event), or nothing: the step's policies
     (``{id, errorTypes, attempts}``, ``attempts`` = the escalation threshold or null), then the names its
     ``retryPolicy`` retries (``{"id": "retryPolicy", "errorTypes": [...], "attempts": null}``), so the wrapper can
