@@ -123,11 +123,14 @@ def escalation_context(definition: WorkflowDefinition, step: WorkflowStep) -> di
     policies = step_policies(definition, step)
     if step.type != "task" or not policies:
         return {}
-    entries: list[dict[str, Any]] = [
-        {"id": p.id, "errorTypes": list(p.errorTypes),
-         "attempts": p.escalationThreshold.attempts if p.escalationThreshold and "escalate" in p.actions else None}
-        for p in policies
-    ]
+    entries: list[dict[str, Any]] = []
+    for p in policies:
+        threshold = p.escalationThreshold if "escalate" in p.actions else None
+        entry: dict[str, Any] = {"id": p.id, "errorTypes": list(p.errorTypes),
+                                 "attempts": threshold.attempts if threshold else None}
+        if threshold is not None and threshold.failures is not None:
+            entry.update(failures=threshold.failures, windowSeconds=threshold.windowSeconds)
+        entries.append(entry)
     if step.retryPolicy is not None and step.retryPolicy.retryOn:
         entries.append({"id": "retryPolicy", "errorTypes": list(step.retryPolicy.retryOn), "attempts": None})
     return {"errorPolicies": entries}

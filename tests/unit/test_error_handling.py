@@ -131,6 +131,8 @@ def test_an_inline_policy_keeps_the_design_fields_and_derives_its_actions() -> N
     ({"retryStrategy": {"backofRate": 2}}, "policies[0].retryStrategy.backofRate: unknown field 'backofRate'; "
                                            "did you mean 'backoffRate'?"),
     ({"maxRetrys": 1}, "policies[0].maxRetrys: unknown field 'maxRetrys'; did you mean 'maxRetries'?"),
+    ({"escalationThreshold": {"attempts": 2, "failures": 5}}, "policies[0].escalationThreshold: an "
+                                                              "escalationThreshold needs exactly one of"),
 ])
 def test_invalid_inline_policies_name_the_field(change: dict[str, Any], expected: str) -> None:
     found = problems(definition([{**POLICY, **change}]))
@@ -505,6 +507,31 @@ def test_a_failing_action_sends_the_escalation_event_to_the_bus(cloud: None) -> 
     assert detail["executionId"].endswith(":run-1") and detail["stepId"] == "a" and detail["workflowId"] == "flow"
     assert detail["error"] == {"type": "ThrottlingError", "message": "slow down", "category": "transient"}
     assert detail["attempts"] == 2 and detail["threshold"] == 2 and detail["policyId"] == "retry-transient"
+
+
+def test_a_failures_threshold_escalates_once_per_window_across_executions(cloud: None,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from coafi.resilience import escalation
+
+    monkeypatch.setattr(escalation.time, "time", lambda: 1_700_000_100.0)
+    rules = [{"id": "many-failures", "errorTypes": ["transient"], "attempts": None, "failures": 3,
+              "windowSeconds": 600}]
+    compiled = compiled_state([{"id": "many-failures", "errorTypes": ["transient"],
+                                "escalationThreshold": {"failures": 3, "windowSeconds": 600}}])
+    assert compiled["Parameters"]["Payload"]["context"]["errorPolicies"] == rules
+
+    def fail(execution: str) -> Any:
+        event = step_event(0, rules)
+        event.context.executionId = execution
+        return escalation_for(event, errors.DependencyUnavailable("down"), rules)
+
+    sent = [fail(f"run-{i}") for i in range(5)]  # five executions, each failing once
+    assert [d is not None for d in sent] == [False, False, True, False, False]
+    detail = sent[2]
+    assert detail is not None and detail.executionId == "run-2" and detail.failures == 3
+    assert detail.threshold == 3 and detail.windowSeconds == 600 and detail.attempts == 1
+    monkeypatch.setattr(escalation.time, "time", lambda: 1_700_000_100.0 + 600)
+    assert [fail(f"later-{i}") is not None for i in range(3)] == [False, False, True]  # a new window
 
 
 def test_client_errors_reach_step_functions_as_typed_errors(cloud: None) -> None:
