@@ -80,6 +80,10 @@ def matching_rule(rules: list[EscalationRule], name: str, category: ErrorCategor
     return None
 
 
+def _now() -> float:
+    return time.time()
+
+
 def count_failure(workflow_id: str, rule: EscalationRule, *, now: float | None = None,
                   table_name: str | None = None) -> int:
     """Count one failure for a ``failures`` threshold: one atomic ADD on the window's counter
@@ -91,7 +95,7 @@ def count_failure(workflow_id: str, rule: EscalationRule, *, now: float | None =
         from coafi.config import function_settings
 
         table_name = function_settings().table_name
-    moment = time.time() if now is None else now
+    moment = _now() if now is None else now
     start = int(moment // rule.windowSeconds) * rule.windowSeconds
     response = aws.client("dynamodb").update_item(
         TableName=table_name,

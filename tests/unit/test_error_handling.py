@@ -513,7 +513,7 @@ def test_a_failures_threshold_escalates_once_per_window_across_executions(cloud:
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from coafi.resilience import escalation
 
-    monkeypatch.setattr(escalation.time, "time", lambda: 1_700_000_100.0)
+    monkeypatch.setattr(escalation, "_now", lambda: 1_700_000_100.0)
     rules = [{"id": "many-failures", "errorTypes": ["transient"], "attempts": None, "failures": 3,
               "windowSeconds": 600}]
     compiled = compiled_state([{"id": "many-failures", "errorTypes": ["transient"],
@@ -530,7 +530,7 @@ def test_a_failures_threshold_escalates_once_per_window_across_executions(cloud:
     detail = sent[2]
     assert detail is not None and detail.executionId == "run-2" and detail.failures == 3
     assert detail.threshold == 3 and detail.windowSeconds == 600 and detail.attempts == 1
-    monkeypatch.setattr(escalation.time, "time", lambda: 1_700_000_100.0 + 600)
+    monkeypatch.setattr(escalation, "_now", lambda: 1_700_000_100.0 + 600)
     assert [fail(f"later-{i}") is not None for i in range(3)] == [False, False, True]  # a new window
 
 
