@@ -12,7 +12,7 @@ after the step's own retriers (Lambda service errors, then ``retryPolicy``, whic
 Each error name is matched by the first policy naming it (Step Functions uses the first retrier that matches).
 A policy with ``continue`` on a task step adds a ``Catch`` of its errors: the error goes to ``$.steps.<id>``
 (``{"Error", "Cause"}``, no ``output``) and the workflow continues with the step's successors.
-Escalating policies are passed to the action in the step event (``context.errorPolicies``).
+A task step's policies are passed to the action in the step event (``context.errorPolicies``).
 """
 
 from __future__ import annotations
@@ -115,12 +115,22 @@ def continue_states(definition: WorkflowDefinition, step: WorkflowStep, state: d
 
 
 def escalation_context(definition: WorkflowDefinition, step: WorkflowStep) -> dict[str, Any]:
-    """What the action wrapper needs to escalate (``context.errorPolicies`` of the step event), or nothing."""
-    if step.type != "task":
+    """What the action wrapper needs (``context.errorPolicies`` of the step event), or nothing: the step's policies
+    (``{id, errorTypes, attempts}``, ``attempts`` = the escalation threshold or null), then the names its
+    ``retryPolicy`` retries (``{"id": "retryPolicy", "errorTypes": [...], "attempts": null}``), so the wrapper can
+    escalate, and can report an error that Step Functions would not recognise by name under its category's name
+    (``coafi.resilience.runtime``)."""
+    policies = step_policies(definition, step)
+    if step.type != "task" or not policies:
         return {}
-    rules = [
-        {"id": p.id, "errorTypes": list(p.errorTypes), "attempts": p.escalationThreshold.attempts}
-        for p in step_policies(definition, step)
-        if p.escalationThreshold is not None and "escalate" in p.actions
-    ]
-    return {"errorPolicies": rules} if rules else {}
+    entries: list[dict[str, Any]] = []
+    for p in policies:
+        threshold = p.escalationThreshold if "escalate" in p.actions else None
+        entry: dict[str, Any] = {"id": p.id, "errorTypes": list(p.errorTypes),
+                                 "attempts": threshold.attempts if threshold else None}
+        if threshold is not None and threshold.failures is not None:
+            entry.update(failures=threshold.failures, windowSeconds=threshold.windowSeconds)
+        entries.append(entry)
+    if step.retryPolicy is not None and step.retryPolicy.retryOn:
+        entries.append({"id": "retryPolicy", "errorTypes": list(step.retryPolicy.retryOn), "attempts": None})
+    return {"errorPolicies": entries}

@@ -1,14 +1,17 @@
 """Escalation: when an error policy's threshold is crossed, an ``Escalation`` event goes to the app's event bus
 (source ``coafi.errors``); the CDK app forwards those events to the escalation SNS topic.
 
-The compiler passes a step's escalating policies in its step event (``context.errorPolicies``: id, errorTypes,
-attempts); the action wrapper calls :func:`escalate_if_due` with the failed attempt. A policy escalates once per
-step and execution: when the failed attempt is the ``escalationThreshold.attempts``-th and the error is one of the
-policy's ``errorTypes`` (a name, or a category the error belongs to). The first matching policy decides.
+The compiler passes a step's policies in its step event (``context.errorPolicies``: id, errorTypes, attempts =
+the escalation threshold or null); the action wrapper calls :func:`escalate_if_due` with the failed attempt. The
+first policy whose errorTypes match the error (a name, or a category the error belongs to) decides; it escalates
+- ``attempts: N``: once per step and execution, when the failed attempt is the N-th;
+- ``failures: N, windowSeconds: W``: once per window of W seconds, at the N-th matching failure of the workflow's
+  steps in it, across executions (an atomic counter in the state table).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,11 @@ class EscalationRule(BaseModel):
 
     id: str
     errorTypes: list[str] = Field(min_length=1)
-    attempts: int = Field(ge=1)
+    attempts: int | None = Field(None, ge=1, description="The escalation threshold in failed attempts of a step; "
+                                 "None (and no failures): the policy never escalates (its errorTypes still decide "
+                                 "which policy handles an error).")
+    failures: int | None = Field(None, ge=1, description="The threshold in failures across executions...")
+    windowSeconds: int = Field(300, ge=1, description="...within tumbling windows of this length.")
 
     def matches(self, name: str, category: ErrorCategory) -> bool:
         if "States.ALL" in self.errorTypes or name in self.errorTypes or category.value in self.errorTypes:
@@ -58,18 +65,47 @@ class EscalationDetail(BaseModel):
     policyId: str
     error: EscalationError
     attempts: int = Field(description="Failed attempts of the step so far (this one included).")
-    threshold: int = Field(description="The policy's escalationThreshold.attempts.")
+    threshold: int = Field(description="The policy's escalationThreshold (attempts, or failures).")
+    failures: int | None = Field(None, description="Failures of the workflow counted in the window (failures "
+                                 "thresholds only).")
+    windowSeconds: int | None = None
     time: str
 
 
-def due_rule(rules: list[EscalationRule], name: str, category: ErrorCategory, attempts: int
-             ) -> EscalationRule | None:
-    """The policy that escalates this failure (the first that matches the error), if its threshold is crossed
-    by exactly this attempt."""
+def matching_rule(rules: list[EscalationRule], name: str, category: ErrorCategory) -> EscalationRule | None:
+    """The policy that handles this error: the first whose errorTypes match it."""
     for rule in rules:
         if rule.matches(name, category):
-            return rule if attempts == rule.attempts else None
+            return rule
     return None
+
+
+def _now() -> float:
+    return time.time()
+
+
+def count_failure(workflow_id: str, rule: EscalationRule, *, now: float | None = None,
+                  table_name: str | None = None) -> int:
+    """Count one failure for a ``failures`` threshold: one atomic ADD on the window's counter
+    (``PK = ESCALATION#<workflowId>#<policyId>``, ``SK = WINDOW#<window start, epoch s>``, expiring a day after
+    the window); the count after it. Exactly one failure of a window sees the threshold's count."""
+    from coafi import aws
+
+    if table_name is None:
+        from coafi.config import function_settings
+
+        table_name = function_settings().table_name
+    moment = _now() if now is None else now
+    start = int(moment // rule.windowSeconds) * rule.windowSeconds
+    response = aws.client("dynamodb").update_item(
+        TableName=table_name,
+        Key={"PK": {"S": f"ESCALATION#{workflow_id}#{rule.id}"}, "SK": {"S": f"WINDOW#{start}"}},
+        UpdateExpression="ADD failures :one SET expiresAt = if_not_exists(expiresAt, :expires)",
+        ExpressionAttributeValues={":one": {"N": "1"},
+                                   ":expires": {"N": str(start + rule.windowSeconds + 86_400)}},
+        ReturnValues="UPDATED_NEW",
+    )
+    return int(response["Attributes"]["failures"]["N"])
 
 
 def escalation_for(step: StepEvent, exc: BaseException, rules_data: list[Any]) -> EscalationDetail | None:
@@ -81,14 +117,27 @@ def escalation_for(step: StepEvent, exc: BaseException, rules_data: list[Any]) -
     attempts = ctx.attempt + 1
     name = type(exc).__name__
     category = classify(exc)
-    rule = due_rule(rules, name, category, attempts)
+    rule = matching_rule(rules, name, category)
     if rule is None:
+        return None
+    failures: int | None = None
+    if rule.attempts is not None:
+        if attempts != rule.attempts:
+            return None
+        threshold = rule.attempts
+    elif rule.failures is not None:
+        failures = count_failure(ctx.workflowId, rule)
+        if failures != rule.failures:
+            return None
+        threshold = rule.failures
+    else:
         return None
     return EscalationDetail(
         executionId=ctx.executionId, workflowId=ctx.workflowId, workflowVersion=ctx.workflowVersion,
         stepId=ctx.stepId, stepName=ctx.stepName, action=ctx.action, policyId=rule.id,
         error=EscalationError(type=name, message=str(exc)[:MAX_MESSAGE_CHARS], category=category),
-        attempts=attempts, threshold=rule.attempts,
+        attempts=attempts, threshold=threshold, failures=failures,
+        windowSeconds=rule.windowSeconds if failures is not None else None,
         time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )
 

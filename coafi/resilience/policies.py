@@ -72,9 +72,22 @@ class RetryStrategy(_Model):
 
 
 class EscalationThreshold(_Model):
-    """When to escalate: the ``attempts``-th failed attempt of a step (in one execution) with a matching error."""
+    """When to escalate, one of: the ``attempts``-th failed attempt of a step in one execution; or the
+    ``failures``-th matching failure of the workflow's steps, across executions, within a window of
+    ``windowSeconds`` (tumbling windows, counted in the state table)."""
 
-    attempts: int = Field(ge=1, le=100, description="Escalate when this many attempts of a step have failed.")
+    attempts: int | None = Field(None, ge=1, le=100,
+                                 description="Escalate when this many attempts of a step have failed.")
+    failures: int | None = Field(None, ge=1, le=1_000_000,
+                                 description="Escalate when this many failures happened across executions...")
+    windowSeconds: int = Field(300, ge=1, le=86_400, description="...within this window (failures only).")
+
+    @model_validator(mode="after")
+    def _one(self) -> EscalationThreshold:
+        if (self.attempts is None) == (self.failures is None):
+            raise ValueError("an escalationThreshold needs exactly one of attempts (failed attempts of a step in "
+                             "one execution) or failures (failures across executions within windowSeconds)")
+        return self
 
 
 class ErrorPolicy(_Model):
@@ -157,7 +170,7 @@ class ErrorPolicy(_Model):
                                     "cannot help, so permanent errors are never retried; remove it or put it in "
                                     "a policy without retry", self.errorTypes)
         threshold = self.escalationThreshold
-        if threshold is not None and threshold.attempts > self.maxRetries + 1:
+        if threshold is not None and threshold.attempts is not None and threshold.attempts > self.maxRetries + 1:
             raise _error_at("escalationThreshold", f"escalationThreshold.attempts ({threshold.attempts}) is never "
                             f"reached: with maxRetries {self.maxRetries} a step runs at most "
                             f"{self.maxRetries + 1} time(s)", threshold.attempts)

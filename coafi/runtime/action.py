@@ -39,7 +39,7 @@ class StepContext(BaseModel):
     attempt: int = 0
     enteredAt: str | None = None
     errorPolicies: list[dict[str, Any]] = Field(
-        default_factory=list, description="The step's escalating error policies (coafi.resilience.escalation)."
+        default_factory=list, description="The step's error policies (coafi.resilience.runtime)."
     )
 
 

@@ -131,6 +131,8 @@ def test_an_inline_policy_keeps_the_design_fields_and_derives_its_actions() -> N
     ({"retryStrategy": {"backofRate": 2}}, "policies[0].retryStrategy.backofRate: unknown field 'backofRate'; "
                                            "did you mean 'backoffRate'?"),
     ({"maxRetrys": 1}, "policies[0].maxRetrys: unknown field 'maxRetrys'; did you mean 'maxRetries'?"),
+    ({"escalationThreshold": {"attempts": 2, "failures": 5}}, "policies[0].escalationThreshold: an "
+                                                              "escalationThreshold needs exactly one of"),
 ])
 def test_invalid_inline_policies_name_the_field(change: dict[str, Any], expected: str) -> None:
     found = problems(definition([{**POLICY, **change}]))
@@ -178,7 +180,8 @@ def test_transient_policy_compiles_to_backoff_with_full_jitter_and_permanent_to_
     assert never == {"ErrorEquals": list(PERMANENT_NAMES), "MaxAttempts": 0}
     assert "Catch" not in state
     assert state["Parameters"]["Payload"]["context"]["errorPolicies"] == [
-        {"id": "retry-transient", "errorTypes": ["transient"], "attempts": 3}]
+        {"id": "retry-transient", "errorTypes": ["transient"], "attempts": 3},
+        {"id": "no-retry", "errorTypes": ["permanent"], "attempts": None}]
 
 
 def test_a_catch_all_retry_never_retries_permanent_errors_and_the_steps_own_retry_policy_wins() -> None:
@@ -229,6 +232,52 @@ def test_policies_on_a_machine_that_moto_runs(tmp_path: Path) -> None:
     assert result.step("a").status == "FAILED" and result.step("a").attempts == 1  # not retried
     assert result.step("b").output == {"saw": ["a"]}
     assert "a.continue" in result.entered_states()
+
+
+def test_project_subclasses_reach_step_functions_under_their_category_name_unless_named() -> None:
+    from coafi.resilience.runtime import by_category
+
+    class RateLimited(TransientError):
+        pass
+
+    class Rejected(PermanentError):
+        pass
+
+    transient = [{"id": "p", "errorTypes": ["transient"], "attempts": None}]
+    renamed = by_category(RateLimited("slow"), transient)
+    assert type(renamed) is TransientError and str(renamed) == "RateLimited: slow"
+    assert type(by_category(Rejected("no"), transient)) is Rejected  # its category is not one the step names
+    named = [*transient, {"id": "retryPolicy", "errorTypes": ["RateLimited"], "attempts": None}]
+    assert type(by_category(RateLimited("slow"), named)) is RateLimited  # named explicitly: kept
+    known = errors.ThrottlingError("x")
+    assert by_category(known, transient) is known  # Step Functions knows the name already
+
+
+def test_a_project_subclass_of_transient_error_is_retried_by_a_category_policy(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "functions" / "actions" / "flaky").mkdir(parents=True)
+    (project / "functions" / "actions" / "flaky" / "handler.py").write_text(
+        "from coafi.errors import TransientError\n"
+        "from coafi.runtime import action\n"
+        "class RateLimited(TransientError):\n"
+        "    pass\n"
+        "@action\n"
+        "def handler(event):\n"
+        "    if event.context.attempt == 0:\n"
+        "        raise RateLimited('try again')\n"
+        "    return {'attempt': event.context.attempt}\n")
+    policy = {"id": "retry", "errorTypes": ["transient"], "maxRetries": 1}
+    data = definition([policy], [{"id": "a", "action": "flaky"}])
+    from coafi.testing import InProcessCloud
+
+    with InProcessCloud(project, definitions=[validate_definition(data, "flow.yaml")],
+                        core_root=Path(__file__).resolve().parents[2]) as cloud:
+        result = cloud.run("flow", {})
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.step("a").attempts == 2 and result.step("a").output == {"attempt": 1}
+    (failed,) = [e for e in result.history if e["type"] == "TaskFailed"]
+    cause = json.loads(failed["taskFailedEventDetails"]["cause"])
+    assert cause["errorType"] == "TransientError" and cause["errorMessage"] == "RateLimited: try again"
 
 
 # -- moto fixtures ---------------------------------------------------------------------------------------------
@@ -458,6 +507,31 @@ def test_a_failing_action_sends_the_escalation_event_to_the_bus(cloud: None) -> 
     assert detail["executionId"].endswith(":run-1") and detail["stepId"] == "a" and detail["workflowId"] == "flow"
     assert detail["error"] == {"type": "ThrottlingError", "message": "slow down", "category": "transient"}
     assert detail["attempts"] == 2 and detail["threshold"] == 2 and detail["policyId"] == "retry-transient"
+
+
+def test_a_failures_threshold_escalates_once_per_window_across_executions(cloud: None,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from coafi.resilience import escalation
+
+    monkeypatch.setattr(escalation, "_now", lambda: 1_700_000_100.0)
+    rules = [{"id": "many-failures", "errorTypes": ["transient"], "attempts": None, "failures": 3,
+              "windowSeconds": 600}]
+    compiled = compiled_state([{"id": "many-failures", "errorTypes": ["transient"],
+                                "escalationThreshold": {"failures": 3, "windowSeconds": 600}}])
+    assert compiled["Parameters"]["Payload"]["context"]["errorPolicies"] == rules
+
+    def fail(execution: str) -> Any:
+        event = step_event(0, rules)
+        event.context.executionId = execution
+        return escalation_for(event, errors.DependencyUnavailable("down"), rules)
+
+    sent = [fail(f"run-{i}") for i in range(5)]  # five executions, each failing once
+    assert [d is not None for d in sent] == [False, False, True, False, False]
+    detail = sent[2]
+    assert detail is not None and detail.executionId == "run-2" and detail.failures == 3
+    assert detail.threshold == 3 and detail.windowSeconds == 600 and detail.attempts == 1
+    monkeypatch.setattr(escalation, "_now", lambda: 1_700_000_100.0 + 600)
+    assert [fail(f"later-{i}") is not None for i in range(3)] == [False, False, True]  # a new window
 
 
 def test_client_errors_reach_step_functions_as_typed_errors(cloud: None) -> None:
