@@ -454,9 +454,10 @@ def test_concurrent_failures_from_two_executions_open_the_circuit_once(cloud: No
     status = breaker(clock).status()
     assert status.state == CircuitState.OPEN
     assert opened == [{"name": "CircuitOpened", "dependency": "payments"}]  # exactly one opener
-    # every failure that reached the dependency was counted; the count crossed the threshold once
-    assert outcomes.count("failed") == dependency.calls == status.failures
-    assert threshold <= status.failures <= threshold + 1  # at most the other execution's call in flight
+    # every call that reached the dependency failed; the count crossed the threshold once. The other
+    # execution's call in flight when the circuit opened may fail after it opened (counted or not).
+    assert outcomes.count("failed") == dependency.calls
+    assert threshold <= status.failures <= dependency.calls <= threshold + 1
     assert outcomes.count("fast") == 24 - dependency.calls
 
 
