@@ -48,6 +48,10 @@ bench-smoke: setup
 bench: setup
 	$(BIN)/python bench/run_all.py
 
+.PHONY: bench-local
+bench-local: setup  ## every benchmark, plus local_e2e and local_load on the embedded LocalStack
+	$(BIN)/python bench/run_all.py --with-local
+
 local-up: setup
 	$(BIN)/coafi local up
 

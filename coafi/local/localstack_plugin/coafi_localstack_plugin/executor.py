@@ -40,7 +40,11 @@ from localstack import config
 from localstack.aws.api.lambda_ import PackageType
 from localstack.http import Response
 from localstack.services.lambda_.invocation.assignment import AssignmentService
-from localstack.services.lambda_.invocation.execution_environment import ExecutionEnvironment, InvalidStatusException
+from localstack.services.lambda_.invocation.execution_environment import (
+    ExecutionEnvironment,
+    InvalidStatusException,
+    RuntimeStatus,
+)
 from localstack.services.lambda_.invocation.executor_endpoint import (
     ExecutorEndpoint,
     ShutdownDuringStartup,
@@ -424,6 +428,7 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
 
 # ---- admission of invocations to environments (LocalStack's AssignmentService) ----------------------------------
 _GATE: EnvironmentGate | None = None
+_LIVE = (RuntimeStatus.INACTIVE, RuntimeStatus.STARTING, RuntimeStatus.READY, RuntimeStatus.INVOKING)
 
 
 def install_environment_gate() -> EnvironmentGate:
@@ -464,8 +469,8 @@ def install_environment_gate() -> EnvironmentGate:
                     pass
             return None
 
-        def count() -> int:
-            return len(self.environments[version_manager_id])
+        def count() -> int:  # environments that serve or will serve invocations (a stopped one left behind: no)
+            return sum(1 for e in list(self.environments[version_manager_id].values()) if e.status in _LIVE)
 
         warm = gate.admit(version_manager_id, try_reserve, count)
         if warm is not None:
