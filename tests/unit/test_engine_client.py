@@ -7,9 +7,10 @@ commands and triggers (duplicate deliveries start one execution)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +130,12 @@ def test_keys_are_scoped_per_workflow_and_without_a_key_every_start_is_new(cloud
     b = client.start_workflow("content-generation", body)
     assert a.executionId != b.executionId
     client.wait(b.executionId, timeout=120, poll_seconds=0.05)
+    # one execution at a time: moto's interpreter threads sometimes hang when executions overlap
     w = client.start_workflow("waiter", waiter(0), idempotency_key="shared")
+    client.wait(w.executionId, timeout=120, poll_seconds=0.05)
     g = client.start_workflow("content-generation", request(), idempotency_key="shared")
     assert w.executionId != g.executionId
-    for run in (w, g):
-        client.wait(run.executionId, timeout=120, poll_seconds=0.05)
+    client.wait(g.executionId, timeout=120, poll_seconds=0.05)
 
 
 def test_unknown_workflows_versions_and_oversized_inputs_are_refused(cloud: InProcessCloud,
@@ -190,7 +192,9 @@ def test_an_execution_stopped_outside_coafi_is_recorded_by_status(cloud: InProce
     run = client.start_workflow("waiter", waiter(600))
     wait_for_step(client, run.executionId, "hold")
     aws.client("stepfunctions").stop_execution(executionArn=run.executionId, error="Ops", cause="console")
-    state = client.get_workflow_status(run.executionId)
+    deadline = time.monotonic() + 30  # moto stops the execution's thread asynchronously
+    while (state := client.get_workflow_status(run.executionId)).status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert state.status == "ABORTED" and state.error is not None  # moto's describe has no error/cause
     assert client.store.get_execution(run.executionId).status == "ABORTED"  # type: ignore[union-attr]
 
@@ -220,10 +224,13 @@ def test_query_answers_from_the_recorded_state(cloud: InProcessCloud, client: Wo
 
 
 def test_ls_pages_through_the_executions(cloud: InProcessCloud, client: WorkflowClient) -> None:
-    since = datetime.now(UTC)
-    started = [client.start_workflow("waiter", waiter(0)).executionId for _ in range(5)]
-    for arn in started:
-        client.wait(arn, timeout=120, poll_seconds=0.05)
+    # start times are recorded to the millisecond: start after a whole second, so none lands before ``since``
+    since = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (since - datetime.now(UTC)).total_seconds()))
+    started = []
+    for _ in range(5):  # one at a time: moto's interpreter threads sometimes hang when executions overlap
+        started.append(client.start_workflow("waiter", waiter(0)).executionId)
+        client.wait(started[-1], timeout=120, poll_seconds=0.05)
     seen: list[str] = []
     token = None
     pages = 0
