@@ -18,7 +18,8 @@ wall-clock time from spawn to exit, for reference. Per function:
 - **bare**: ``python -c pass`` with the same paths: the baseline, measured in the same run;
 - **import**: ``import handler``; the figure the goal is about: ``import - bare`` under 150 ms;
 - **first call**: ``import handler`` plus what the first invocation loads lazily: a Powertools ``Logger`` and a
-  boto3 DynamoDB client (no request is sent).
+  boto3 DynamoDB client (no request is sent); for the dispatcher also its runtime (``coafi.tasks.runtime``:
+  Powertools batch and idempotency, the task models), which its handler imports on the first message.
 
 Figures are the best of N runs, interleaved (noise from other work on the machine only ever adds time; wall
 medians are in the JSON). Two variants: **source only** (copies of the folders *without*
@@ -67,6 +68,8 @@ LAYER_EXCLUDES = (".coafi-layer-hash", "__pycache__", "*.pyc")
 FIRST_CALL = (
     "from aws_lambda_powertools import Logger; Logger(); import coafi.aws; coafi.aws.client('dynamodb')"
 )
+#: What a function's first invocation imports beyond FIRST_CALL (the dispatcher builds its runtime then).
+FIRST_CALL_EXTRA = {"dispatcher": "; import coafi.tasks.runtime"}
 ENVIRONMENT = {
     "COAFI_TABLE_NAME": "bench-state", "COAFI_EVENT_BUS_NAME": "bench-bus", "COAFI_RETENTION_DAYS": "30",
     "POWERTOOLS_SERVICE_NAME": "bench", "POWERTOOLS_METRICS_NAMESPACE": "Bench", "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -213,7 +216,7 @@ class Timing:
 
 def measure(python: Path, sandbox: Sandbox, name: str, runs: int, env: dict[str, str]) -> Timing:
     timing = Timing()
-    bodies = ("", "; import handler", f"; import handler; {FIRST_CALL}")
+    bodies = ("", "; import handler", f"; import handler; {FIRST_CALL}{FIRST_CALL_EXTRA.get(name, '')}")
     codes = {key: program(sandbox, name, body) for key, body in zip(COMMANDS, bodies, strict=True)}
     timed(python, codes["first_call"], env)  # warm the page cache: the first spawn reads every file from disk
     for _ in range(runs):

@@ -170,9 +170,16 @@ def coafi_synth(outdir: Path, definitions: Path) -> tuple[float, float, dict[str
     template_file = Path(assembly.directory) / assembly.get_stack_by_name(config.stack_name).template_file
     template = json.loads(template_file.read_text())
     resources = template["Resources"]
+    # Each workflow's own resources are in a nested stack (infra/workflow_stacks.py), one template each.
+    nested = [json.loads(p.read_text())["Resources"] for p in Path(assembly.directory).glob("*.nested.template.json")]
+    everything = [resources, *nested]
     return elapsed, cpu, {
         "construct_s": constructed, "template_bytes": template_file.stat().st_size, "resources": len(resources),
-        "state_machines": sum(1 for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"),
+        "nested_stacks": len(nested), "all_resources": sum(len(r) for r in everything),
+        "largest_nested": max((len(r) for r in nested), default=0),
+        "all_template_bytes": sum(p.stat().st_size for p in Path(assembly.directory).glob("*.template.json")),
+        "state_machines": sum(1 for rs in everything for r in rs.values()
+                              if r["Type"] == "AWS::StepFunctions::StateMachine"),
     }
 
 
@@ -247,6 +254,7 @@ def _marginal_ms(row: Row, first: Row) -> str:
 
 
 CLOUDFORMATION_MAX_RESOURCES = 500
+DASHBOARD_MAX_WIDGETS = 500  # infra/constructs/observability.py MAX_WIDGETS (not imported: that loads the CDK)
 
 
 def capacity(rows: list[Row]) -> list[str]:
@@ -258,8 +266,12 @@ def capacity(rows: list[Row]) -> list[str]:
     per_workflow = (r_large - r_small) / (large.workflows - small.workflows)
     shared = r_small - per_workflow * small.workflows
     fits = int((CLOUDFORMATION_MAX_RESOURCES - shared) // per_workflow) if per_workflow > 0 else 0
-    return ["", f"resources: {shared:.0f} shared + {per_workflow:.1f} per workflow: at most {fits} workflows fit in "
-                f"one stack (CloudFormation's limit: {CLOUDFORMATION_MAX_RESOURCES} resources)"]
+    return ["", f"the app's stack: {shared:.0f} shared resources + {per_workflow:.1f} per workflow (its nested stack "
+                f"and its alarms): at most {fits} workflows fit (CloudFormation's limit: "
+                f"{CLOUDFORMATION_MAX_RESOURCES} resources per stack); each workflow's nested stack: "
+                f"{large.figures['template']['largest_nested']} resources at most",
+            f"(the dashboard's {DASHBOARD_MAX_WIDGETS} widgets, 5 per workflow, stop the app at "
+            f"{(DASHBOARD_MAX_WIDGETS - 1) // 5} workflows first)"]
 
 
 def report(baseline: dict[str, Any], rows: list[Row]) -> str:
@@ -271,8 +283,8 @@ def report(baseline: dict[str, Any], rows: list[Row]) -> str:
         f"{baseline['peak_mib']['python']:.0f} MiB python + {baseline['peak_mib']['node']:.0f} MiB node",
         "",
     ]
-    head = (f"{'wf':>3} {'res.':>5} {'tmpl KB':>8} | {'build s':>7} {'synth s':>7} {'CPU s':>6} {'/baseline':>9} "
-            f"{'/1 wf':>6} {'+ms/wf':>6} | "
+    head = (f"{'wf':>3} {'res.':>5} {'all':>5} {'tmpl KB':>8} | {'build s':>7} {'synth s':>7} {'CPU s':>6} "
+            f"{'/baseline':>9} {'/1 wf':>6} {'+ms/wf':>6} | "
             f"{'py MiB':>6} {'node MiB':>8} {'total':>6} {'/baseline':>9} {'/1 wf':>6} | {'process s':>9}")
     lines += [head, "-" * len(head)]
     measured = [row for row in rows if "error" not in row.figures]
@@ -284,7 +296,8 @@ def report(baseline: dict[str, Any], rows: list[Row]) -> str:
             continue
         cpu, base = f["synth_cpu_s"], f["baseline_cpu_s"]
         lines.append(
-            f"{row.workflows:>3} {f['template']['resources']:>5} {f['template']['template_bytes'] / 1024:>8.0f} | "
+            f"{row.workflows:>3} {f['template']['resources']:>5} {f['template']['all_resources']:>5} "
+            f"{f['template']['all_template_bytes'] / 1024:>8.0f} | "
             f"{f['template']['construct_s']:>7.2f} {f['synth_s']:>7.2f} {cpu:>6.2f} {cpu / base:>8.0f}x "
             f"{cpu / first.figures['synth_cpu_s']:>5.1f}x {_marginal_ms(row, first):>6} | "
             f"{f['peak_mib']['python']:>6.0f} {f['peak_mib']['node']:>8.0f} "
@@ -292,7 +305,9 @@ def report(baseline: dict[str, Any], rows: list[Row]) -> str:
             f"{f['process_s']:>9.1f}"
         )
     lines += capacity(measured)
-    lines += ["", "synth s: the COAFI app from cdk.App() to the cloud assembly, cdk-nag included, wall clock (build s: "
+    lines += ["", "res.: resources of the app's stack; all: with the workflows' nested stacks (one per workflow); "
+                  "tmpl KB: all templates;",
+              "synth s: the COAFI app from cdk.App() to the cloud assembly, cdk-nag included, wall clock (build s: "
                   "the part before app.synth(): constructs, definitions, the layer's asset);",
               "CPU s: the same in CPU time of python + node, which other work on the machine does not inflate; the "
               "ratios and +ms/wf (each workflow beyond the first) use it;",

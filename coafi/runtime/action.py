@@ -28,7 +28,9 @@ from coafi.telemetry.tracing import traced
 
 
 class StepContext(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # defer_build (here and below): validators built on first use, not at import; the state function imports
+    # this module (through the package) and never uses them (cold start: BENCHMARKS.md).
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     executionId: str = Field(min_length=1)
     workflowId: str = Field(min_length=1)
@@ -46,7 +48,7 @@ class StepContext(BaseModel):
 class StepEvent(BaseModel):
     """What an action receives: its step's context and parameters, the workflow input, earlier outputs."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     context: StepContext
     parameters: dict[str, Any] = Field(default_factory=dict)

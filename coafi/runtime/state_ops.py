@@ -15,7 +15,9 @@ _STARTED_BY = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
 
 
 class _Op(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: operations are validated through _ADAPTER, never by the models' own validators, so those are
+    # built on first use if ever, not at import (a few ms of the state function's cold start: BENCHMARKS.md).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     executionId: str = Field(min_length=1)
     workflowId: str = Field(min_length=1)
@@ -37,7 +39,7 @@ class FinishOp(_Op):
 
 
 class SkippedStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     stepId: str
     stepName: str = ""

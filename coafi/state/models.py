@@ -22,7 +22,10 @@ EventType = Literal[
 
 
 class ErrorInfo(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # defer_build (here and below): each model's validator is built on its first use, not at import. Every
+    # function imports this module; most use few of these models or none (actions only write history): a few
+    # ms of each cold start (BENCHMARKS.md).
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     type: str
     message: str = ""
@@ -31,7 +34,7 @@ class ErrorInfo(BaseModel):
 class StepRecord(BaseModel):
     """The current state of one step, folded from its history events."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     executionId: str
     stepId: str
@@ -55,7 +58,7 @@ class WorkflowState(BaseModel):
     (``get_state``, ``restore_from_checkpoint``) and never stored on the record.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     executionId: str = Field(min_length=1)
     workflowId: str = Field(min_length=1)
@@ -91,7 +94,7 @@ ExecutionRecord = WorkflowState
 class HistoryEvent(BaseModel):
     """One entry of an execution's append-only history."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     eventId: str = Field(description="unique and ordered within the execution: '<UTC time, µs>#<random>'")
     executionId: str
@@ -109,7 +112,7 @@ class HistoryEvent(BaseModel):
 class ExecutionSummary(BaseModel):
     """What ``find_executions`` returns per execution (the attributes the indexes project)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     executionId: str
     workflowId: str
@@ -120,11 +123,15 @@ class ExecutionSummary(BaseModel):
 
 
 class ExecutionPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     executions: list[ExecutionSummary]
     next_token: str | None = Field(None, description="pass back to get the next page; None on the last page")
 
 
 class CheckpointInfo(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     checkpointId: str
     executionId: str
     createdAt: datetime

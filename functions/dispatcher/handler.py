@@ -6,21 +6,27 @@ COAFI_WORKFLOW_ARNS (JSON workflow id -> state machine ARN), COAFI_DISPATCH_CONC
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from coafi.tasks.runtime import DispatcherRuntime
 from coafi.telemetry.tracing import traced
+
+if TYPE_CHECKING:
+    from coafi.tasks.runtime import DispatcherRuntime
 
 logger = Logger()
 _runtime: DispatcherRuntime | None = None
 
 
 def runtime() -> DispatcherRuntime:
-    """Built on the first invocation (not at import: a missing setting fails that invocation loudly)."""
+    """Built on the first invocation (not at import: a missing setting fails that invocation loudly). Its
+    modules too (Powertools batch and idempotency, boto3, the task models: ~170 ms of a cold start, see
+    BENCHMARKS.md): the first message pays them instead of the import."""
     global _runtime
     if _runtime is None:
+        from coafi.tasks.runtime import DispatcherRuntime
+
         _runtime = DispatcherRuntime.from_env(logger=logger)
     return _runtime
 
