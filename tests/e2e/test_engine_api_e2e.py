@@ -214,3 +214,26 @@ def test_the_cli_speaks_json(stack: StackOutputs, capsys: pytest.CaptureFixture[
     assert code == 0 and {"content-generation", "content-campaign"} <= {w["workflowId"] for w in registry}
     code, error = run("query", execution, "nonsense")
     assert code == 1 and error["error"]["type"] == "InvalidQuery" and error["error"]["field"] == "name"
+
+
+def test_signal_and_complete_task_commands_on_the_bus_finish_a_waiting_execution(
+        stack: StackOutputs, client: WorkflowClient, answers: Callable[[str], dict[str, Any]]) -> None:
+    # content-approval: a callback step (review) then a signal step (publish), both completed by commands
+    execution = client.start_workflow("content-approval", {"draft": f"d-{uuid.uuid4()}"}).executionId
+    deadline = time.monotonic() + TIMEOUT
+    while client.waits.store.get_wait(execution, "review") is None:
+        assert time.monotonic() < deadline, "the review step never started to wait"
+        time.sleep(0.5)
+    signal, complete = f"sig-{uuid.uuid4()}", f"done-{uuid.uuid4()}"
+    publish_event(stack.event_bus_name, "e2e.engine", "SignalWorkflow",
+                  {"executionId": execution, "name": "publish", "payload": {"channel": "bus"},
+                   "correlationId": signal})
+    assert answers(signal)["detail"]["result"]["status"] == "BUFFERED"  # publish does not wait yet
+    publish_event(stack.event_bus_name, "e2e.engine", "CompleteTask",
+                  {"executionId": execution, "stepId": "review", "result": {"approved": True},
+                   "correlationId": complete})
+    answer = answers(complete)
+    assert answer["detail-type"] == COMMAND_SUCCEEDED, answer["detail"]
+    state = client.wait(execution, timeout=TIMEOUT, poll_seconds=0.5)
+    assert state.status == "SUCCEEDED"
+    assert client.query_workflow(execution, "steps.publish.output") == {"channel": "bus"}

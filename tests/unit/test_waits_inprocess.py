@@ -113,7 +113,9 @@ def test_callback_completed_by_raw_token_then_a_signal_after_the_wait(cloud: InP
     assert complete_task(token, result="ok", waits=waits).via == "token"
     waiting(waits, execution, "publish")
     late = signal_workflow(execution, "publish", [1, 2], waits=waits)
-    assert (late.status, late.deliveredTo) == ("DELIVERED", "publish")
+    # the step records WAITING a moment before it joins the signal channel: a signal in between is buffered
+    # and the joining step takes it, so either answer ends with the payload delivered
+    assert (late.status, late.deliveredTo) in {("DELIVERED", "publish"), ("BUFFERED", None)}
     result = cloud.wait(execution)
     assert result.status == "SUCCEEDED", result.cause
     assert result.step("review").output == "ok" and result.step("publish").output == [1, 2]
