@@ -36,7 +36,7 @@ from coafi.engine.registrar import DEPLOYED_WORKFLOWS_ENV
 from coafi.engine.registry import REGISTRY_LEADING_KEYS
 from infra import nag
 from infra.constructs.core import Core
-from infra.constructs.function import CoafiFunction
+from infra.constructs.function import CoafiFunction, partition_statement
 from infra.constructs.waits import grant_waits
 
 if TYPE_CHECKING:
@@ -59,11 +59,8 @@ class RegistrarFunction(CoafiFunction):
     """A CoafiFunction whose state table access is limited to the registry partition."""
 
     def _grant_state_table(self, table: dynamodb.ITableV2) -> None:
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=REGISTRAR_TABLE_ACTIONS,
-            resources=[table.table_arn],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(REGISTRY_LEADING_KEYS)}},
-        ))
+        self.function.add_to_role_policy(partition_statement(
+            table, REGISTRAR_TABLE_ACTIONS, list(REGISTRY_LEADING_KEYS), operator="ForAllValues:StringEquals"))
 
 
 def trigger_input(workflow_id: str) -> str:

@@ -24,6 +24,17 @@ LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 CODE_EXCLUDES = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache", "tests"]
 
 
+def partition_statement(table: dynamodb.ITableV2, actions: list[str], leading_keys: list[str], *,
+                        operator: str = "ForAllValues:StringLike") -> iam.PolicyStatement:
+    """``actions`` on the state table's items whose partition key matches ``leading_keys`` (no index): for the
+    functions that own one part of the single table (task partitions, the workflow registry, the rules)."""
+    return iam.PolicyStatement(
+        actions=actions,
+        resources=[table.table_arn],
+        conditions={operator: {"dynamodb:LeadingKeys": leading_keys}},
+    )
+
+
 class CoafiFunction(Construct):
     """A handler folder deployed as a function that may read and write the state table."""
 

@@ -29,7 +29,7 @@ from coafi.rules.decisions import rule_reference_problems
 from coafi.rules.deploy import RESOURCE_TYPE, rules_json
 from coafi.rules.dynamo import RULE_LEADING_KEYS
 from coafi.rules.files import load_rule_files, rules_dir
-from infra.constructs.function import CoafiFunction
+from infra.constructs.function import CoafiFunction, partition_statement
 
 if TYPE_CHECKING:
     from infra.constructs.core import Core
@@ -45,11 +45,7 @@ DEPLOY_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteIte
 
 
 def _registry_statement(table: dynamodb.ITableV2, actions: list[str]) -> iam.PolicyStatement:
-    return iam.PolicyStatement(
-        actions=actions,
-        resources=[table.table_arn],  # no index: the registry is read by key only
-        conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(RULE_LEADING_KEYS)}},
-    )
+    return partition_statement(table, actions, list(RULE_LEADING_KEYS))  # the registry is read by key only
 
 
 class RulesFunction(CoafiFunction):

@@ -33,7 +33,7 @@ from coafi.tasks.settings import OUTPUT_DEAD_LETTER_ARN, OUTPUT_DISPATCHER, OUTP
 from coafi.tasks.store import DISPATCHER_LEADING_KEYS
 from infra.constructs.actions import Actions
 from infra.constructs.core import Core
-from infra.constructs.function import CoafiFunction
+from infra.constructs.function import CoafiFunction, partition_statement
 
 if TYPE_CHECKING:
     from infra.constructs.workflow import WorkflowConstruct
@@ -50,11 +50,7 @@ class DispatcherFunction(CoafiFunction):
     """A CoafiFunction whose state table access is limited to the task partitions."""
 
     def _grant_state_table(self, table: dynamodb.ITableV2) -> None:
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            actions=TABLE_ACTIONS,
-            resources=[table.table_arn],
-            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(DISPATCHER_LEADING_KEYS)}},
-        ))
+        self.function.add_to_role_policy(partition_statement(table, TABLE_ACTIONS, list(DISPATCHER_LEADING_KEYS)))
 
 
 class Tasks(Construct):
