@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from coafi.cli.guard import guarded
 
 if TYPE_CHECKING:
     from coafi.engine.client import WorkflowClient
@@ -101,37 +101,14 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _user_errors() -> tuple[type[Exception], ...]:
+    from coafi.engine.errors import EngineError
+    from coafi.state.errors import StateError
+
+    return EngineError, StateError, ValueError, TimeoutError
 
 
-def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """The errors a user can cause (or fix) as a message and an exit code, not a traceback."""
-
-    def wrapper(args: argparse.Namespace) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from coafi.deploy import DeployError
-        from coafi.engine.errors import EngineError
-        from coafi.state.errors import StateError
-
-        try:
-            return run(args)
-        except DeployError as exc:
-            return _fail(str(exc), 2)
-        except (EngineError, StateError, ValueError) as exc:
-            if getattr(args, "json", False):
-                _print_json({"error": {"type": type(exc).__name__, "message": str(exc),
-                                       "field": getattr(exc, "field", None)}})
-            return _fail(str(exc))
-        except (ClientError, BotoCoreError) as exc:
-            return _fail(f"AWS refused: {exc}", 2)
-        except TimeoutError as exc:
-            return _fail(str(exc))
-
-    wrapper.__name__ = getattr(run, "__name__", "run")
-    return wrapper
+_guarded = guarded(_user_errors)
 
 
 def _step_line(step: StepRecord) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from collections.abc import Callable
 from typing import Any
+
+from coafi.cli.guard import guarded
 
 _TASK_HELP = (
     "complete or fail a waiting callback step (human approval, external system), by execution and step id or "
@@ -100,41 +100,14 @@ def _waits(args: argparse.Namespace) -> Any:
     return Waits(StateStore(table))
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _user_errors() -> tuple[type[Exception], ...]:
+    from coafi.engine.waits import WaitError
+    from coafi.state.errors import StateError
+
+    return WaitError, StateError
 
 
-def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """The errors a user can cause (or fix) as a message and an exit code instead of a traceback."""
-
-    def wrapper(args: argparse.Namespace) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-        from pydantic import ValidationError
-
-        from coafi.deploy import DeployError
-        from coafi.engine.waits import WaitError
-        from coafi.state.errors import StateError
-
-        try:
-            return run(args)
-        except DeployError as exc:
-            return _fail(str(exc), 2)
-        except ValidationError as exc:
-            return _fail("; ".join(_problem(e) for e in exc.errors()))
-        except (WaitError, StateError) as exc:
-            return _fail(str(exc))
-        except (ClientError, BotoCoreError) as exc:
-            return _fail(f"AWS refused: {exc}", 2)
-
-    wrapper.__name__ = getattr(run, "__name__", "run")
-    return wrapper
-
-
-def _problem(error: Any) -> str:
-    where = ".".join(str(p) for p in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+_guarded = guarded(_user_errors)
 
 
 def _print(args: argparse.Namespace, outcome: Any, text: str) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from typing import Any
+
+from coafi.cli.guard import guarded
 
 
 def register(subparsers: Any) -> None:
@@ -54,20 +54,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_redrive_execution)
 
 
-def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
+def _user_errors() -> tuple[type[Exception], ...]:
+    from coafi.saga.dlq import DeadLetterError
+    from coafi.saga.redrive import RedriveError
 
-        from coafi.saga.dlq import DeadLetterError
-        from coafi.saga.redrive import RedriveError
+    return DeadLetterError, RedriveError
 
-        try:
-            return fn(args)
-        except (DeadLetterError, RedriveError, ClientError, BotoCoreError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
 
-    return run
+_guarded = guarded(_user_errors)
 
 
 def _queues(args: argparse.Namespace) -> Any:

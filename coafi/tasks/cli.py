@@ -19,6 +19,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from coafi.cli.guard import fail, guarded
 from coafi.tasks.models import TaskRecord, TaskStatus
 
 STATUSES = [s.value.lower() for s in TaskStatus]
@@ -106,32 +107,13 @@ def _scheduler(args: argparse.Namespace) -> Any:
     return TaskScheduler(TaskSettings.from_stack(args.stack))
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _user_errors() -> tuple[type[Exception], ...]:
+    from coafi.tasks.errors import TaskError
+
+    return TaskError, ValueError
 
 
-def _guarded(run: Any) -> Any:
-    """Map the errors a user can cause (or fix) to a message and an exit code instead of a traceback."""
-
-    def wrapper(args: argparse.Namespace) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from coafi.deploy import DeployError
-        from coafi.tasks.errors import TaskError
-
-        try:
-            code: int = run(args)
-            return code
-        except DeployError as exc:
-            return _fail(str(exc), 2)
-        except (TaskError, ValueError) as exc:
-            return _fail(str(exc))
-        except (ClientError, BotoCoreError) as exc:
-            return _fail(f"AWS refused: {exc}", 2)
-
-    wrapper.__name__ = getattr(run, "__name__", "run")
-    return wrapper
+_guarded = guarded(_user_errors)
 
 
 @_guarded
@@ -194,7 +176,7 @@ def run_status(args: argparse.Namespace) -> int:
 @_guarded
 def run_ls(args: argparse.Namespace) -> int:
     if args.limit < 1:
-        return _fail("--limit must be at least 1")
+        return fail("--limit must be at least 1")
     records = _scheduler(args).list_tasks(args.status, limit=args.limit)
     if args.json:
         print(json.dumps([json.loads(r.model_dump_json()) for r in records], indent=2))
