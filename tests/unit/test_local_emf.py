@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
@@ -163,7 +164,8 @@ def stats(client: Any, name: str, dimensions: dict[str, str], statistic: str = "
 
 def test_what_powertools_prints_becomes_metrics_readable_with_get_metric_statistics(cloudwatch: Any) -> None:
     output = io.StringIO()
-    with redirect_stdout(output), telemetry.step_scope(workflow="orders", step="charge", execution_id="e1"), \
+    workflow = f"orders-{uuid.uuid4().hex[:8]}"  # of its own: moto keeps metrics while another mock is active
+    with redirect_stdout(output), telemetry.step_scope(workflow=workflow, step="charge", execution_id="e1"), \
             telemetry.batch():
         telemetry.increment_counter("StepStarted")
         telemetry.increment_counter("StepSucceeded")
@@ -181,7 +183,7 @@ def test_what_powertools_prints_becomes_metrics_readable_with_get_metric_statist
     publisher.submit(ROLE, "us-east-1", "no metrics here\n")  # never reaches the thread
     publisher.flush()
     assert calls == [(ROLE, "us-east-1")]
-    where = {"workflow": "orders", "step": "charge"}
+    where = {"workflow": workflow, "step": "charge"}
     assert stats(cloudwatch, "StepStarted", where) == 1
     assert stats(cloudwatch, "StepSucceeded", where) == 1
     assert stats(cloudwatch, "StepDuration", where) == 60
@@ -198,8 +200,10 @@ def test_a_failing_put_does_not_stop_the_publisher(cloudwatch: Any) -> None:
             raise ConnectionError("CloudWatch unreachable")
         return cloudwatch
 
+    # a workflow name of its own: moto keeps metrics while any other mock is active in the session
+    workflow = f"orders-{uuid.uuid4().hex[:8]}"
     publisher = EmfPublisher(client_for)
-    publisher.submit(ROLE, "us-east-1", line(document()))
-    publisher.submit(ROLE, "us-east-1", line(document()))
+    publisher.submit(ROLE, "us-east-1", line(document(workflow=workflow)))
+    publisher.submit(ROLE, "us-east-1", line(document(workflow=workflow)))
     publisher.flush()
-    assert stats(cloudwatch, "StepStarted", {"workflow": "orders", "step": "charge"}) == 1
+    assert stats(cloudwatch, "StepStarted", {"workflow": workflow, "step": "charge"}) == 1
