@@ -73,6 +73,7 @@ FIRST_CALL_EXTRA = {"dispatcher": "; import coafi.tasks.runtime"}
 ENVIRONMENT = {
     "COAFI_TABLE_NAME": "bench-state", "COAFI_EVENT_BUS_NAME": "bench-bus", "COAFI_RETENTION_DAYS": "30",
     "POWERTOOLS_SERVICE_NAME": "bench", "POWERTOOLS_METRICS_NAMESPACE": "Bench", "POWERTOOLS_LOG_LEVEL": "INFO",
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as infra/constructs/core.py sets it
     "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
 }

@@ -193,6 +193,8 @@ class Core(Construct):
             "POWERTOOLS_SERVICE_NAME": service_name,
             "POWERTOOLS_METRICS_NAMESPACE": self.config.metrics_namespace,
             "POWERTOOLS_LOG_LEVEL": self.config.function_log_level,
+            # no pydantic plugins in the functions: ~20 ms less cold start (coafi/_plugin_discovery.py)
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
         }
         if event_bus:
             environment["COAFI_EVENT_BUS_NAME"] = self.event_bus.event_bus_name
