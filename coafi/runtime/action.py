@@ -24,6 +24,7 @@ from coafi.config import function_settings
 from coafi.errors import InvalidStepEvent
 from coafi.saga import resume
 from coafi.state.store import StateStore
+from coafi.telemetry.logger import LazyLogger
 from coafi.telemetry.tracing import traced
 
 
@@ -79,24 +80,15 @@ def parse_step_event(event: Any) -> StepEvent:
         ) from None
 
 
-def _logger() -> Any:
-    from aws_lambda_powertools import Logger
-
-    return Logger()
-
-
 def action(fn: ActionFunction) -> LambdaHandler:
     """Turn ``fn(StepEvent) -> output`` into a Lambda handler that records the step's timeline."""
     from coafi.resilience.runtime import guarded  # typed AWS errors; escalation per the step's error policies
 
     fn = guarded(fn)
-    logger: Any = None
+    logger = LazyLogger()  # Powertools' Logger, made on the first invocation (cold start: BENCHMARKS.md)
 
     @functools.wraps(fn)
     def handler(event: dict[str, Any], lambda_context: Any = None) -> Any:
-        nonlocal logger
-        if logger is None:
-            logger = _logger()
         step = parse_step_event(event)
         ctx = step.context
         logger.append_keys(execution_id=ctx.executionId, workflow_id=ctx.workflowId, step_id=ctx.stepId,

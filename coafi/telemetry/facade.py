@@ -14,7 +14,7 @@ Nothing of Powertools is imported until the first metric, log line or trace.
 
 from __future__ import annotations
 
-import logging
+import functools
 import math
 import os
 import re
@@ -37,10 +37,16 @@ MAX_METRIC_NAME = 255
 MAX_DIMENSION_NAME = 255
 MAX_DIMENSION_VALUE = 1024
 MAX_DIMENSIONS = 30
-#: Keys std logging keeps for itself: a field with one of these names is logged as ``<name>_``.
-_RESERVED_LOG_KEYS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
-)
+
+
+@functools.cache
+def _reserved_log_keys() -> frozenset[str]:
+    """Keys std logging keeps for itself: a field with one of these names is logged as ``<name>_``. (logging is
+    imported with the first log line, as Powertools' Logger is: not at cold start.)"""
+    import logging
+
+    return frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"})
+
 _ANNOTATION_KEY = re.compile(r"[^A-Za-z0-9_]")
 
 Labels = Mapping[str, str | int | float | bool | None]
@@ -193,7 +199,8 @@ class Telemetry:
         self._log("error", message, fields, error)
 
     def _log(self, level: str, message: str, fields: Mapping[str, Any], error: BaseException | None) -> None:
-        extra = {(f"{k}_" if k in _RESERVED_LOG_KEYS else k): v for k, v in fields.items()}
+        reserved = _reserved_log_keys()
+        extra = {(f"{k}_" if k in reserved else k): v for k, v in fields.items()}
         scope = current_scope()
         for key, value in (("workflow_id", scope.workflow), ("step_id", scope.step),
                            ("execution_id", scope.execution_id), ("correlation_id", scope.execution_id)):
@@ -208,6 +215,8 @@ class Telemetry:
     def _get_logger(self) -> Any:
         with self._lock:
             if self._logger is None:
+                import logging
+
                 from aws_lambda_powertools import Logger
 
                 handler = logging.StreamHandler(self._log_stream) if self._log_stream is not None else None

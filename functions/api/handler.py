@@ -7,12 +7,12 @@ import json
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from coafi.engine.client import WorkflowClient
 from coafi.engine.commands import event_publisher, handle
+from coafi.telemetry.logger import LazyLogger
+from coafi.telemetry.tracing import traced
 
-logger = Logger()
+logger = LazyLogger()  # Powertools' Logger, made on the first invocation (cold start: BENCHMARKS.md)
 _client: WorkflowClient | None = None
 _workflow_arns: dict[str, str] = json.loads(os.environ.get("COAFI_WORKFLOW_ARNS") or "{}")
 
@@ -25,6 +25,7 @@ def client() -> WorkflowClient:
 
 
 @logger.inject_lambda_context
+@traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     engine = client()
     outcome = handle(event, engine, event_publisher(engine.event_bus_name), _workflow_arns)

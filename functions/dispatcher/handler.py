@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
-
+from coafi.telemetry.logger import LazyLogger
 from coafi.telemetry.tracing import traced
 
 if TYPE_CHECKING:
     from coafi.tasks.runtime import DispatcherRuntime
 
-logger = Logger()
+logger = LazyLogger()  # Powertools' Logger, made on the first invocation (cold start: BENCHMARKS.md)
 _runtime: DispatcherRuntime | None = None
 
 
@@ -27,7 +26,7 @@ def runtime() -> DispatcherRuntime:
     if _runtime is None:
         from coafi.tasks.runtime import DispatcherRuntime
 
-        _runtime = DispatcherRuntime.from_env(logger=logger)
+        _runtime = DispatcherRuntime.from_env(logger=logger.logger)
     return _runtime
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from coafi import aws
 from coafi.config import function_settings
 from coafi.engine.registrar import handle
 from coafi.engine.registry import WorkflowRegistry
+from coafi.telemetry.logger import LazyLogger
 
-logger = Logger()
+logger = LazyLogger()  # Powertools' Logger, made on the first invocation (cold start: BENCHMARKS.md)
 
 
 @logger.inject_lambda_context

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from coafi.config import function_settings
 from coafi.rules.deploy import CustomResourceEvent, CustomResourceResponse, handle_event, send_response
 from coafi.rules.dynamo import DynamoRuleStore
+from coafi.telemetry.logger import LazyLogger
 
-logger = Logger()
+logger = LazyLogger()  # Powertools' Logger, made on the first invocation (cold start: BENCHMARKS.md)
 
 
 @logger.inject_lambda_context

@@ -3,21 +3,18 @@ non-Lambda steps in DynamoDB."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from coafi.config import function_settings
-from coafi.runtime.state_ops import apply, parse_operation
-from coafi.runtime.wait_ops import handle_wait_operation, is_wait_operation
-from coafi.saga import ops as saga_ops
+from coafi.runtime.state_ops import apply, is_wait_operation, parse_operation
+from coafi.saga import STATE_OPS as SAGA_OPS
 from coafi.state.store import StateStore
+from coafi.telemetry.logger import LazyLogger
 from coafi.telemetry.operations import record_operation
 from coafi.telemetry.tracing import traced
 
-#: Powertools' Logger, made on the first invocation, as the actions' (coafi.runtime.action): importing Powertools
-#: is ~30 ms of the cold start, which kept this function over the 150 ms goal (BENCHMARKS.md).
-logger: Any = None
-_logged: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
+#: Powertools' Logger, made on the first invocation (cold start: BENCHMARKS.md).
+logger = LazyLogger()
 
 
 def _store() -> StateStore:
@@ -26,10 +23,18 @@ def _store() -> StateStore:
                       payload_bucket=settings.payload_bucket)
 
 
-def _record(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@logger.inject_lambda_context(correlation_id_path="executionId")
+@traced
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Callback/signal steps, compensations and schedule steps: their modules are imported on their first op, so
+    # workflows without them never load them (cold start: BENCHMARKS.md).
     if is_wait_operation(event):  # a callback or signal step starts waiting (docs/waits.md)
+        from coafi.runtime.wait_ops import handle_wait_operation
+
         return handle_wait_operation(event)
-    if isinstance(event, dict) and event.get("op") in saga_ops.OPS:  # compensation and schedule steps
+    if isinstance(event, dict) and event.get("op") in SAGA_OPS:  # compensation and schedule steps
+        from coafi.saga import ops as saga_ops
+
         logger.append_keys(execution_id=event.get("executionId"), workflow_id=event.get("workflowId"),
                            op=event.get("op"), step_id=event.get("stepId"))
         return saga_ops.handle(event, _store())
@@ -39,13 +44,3 @@ def _record(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result = apply(operation, _store())
     record_operation(operation, logger)
     return result
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global logger, _logged
-    if _logged is None:
-        from aws_lambda_powertools import Logger
-
-        logger = Logger()
-        _logged = logger.inject_lambda_context(correlation_id_path="executionId")(traced(_record))
-    return _logged(event, context)
