@@ -12,6 +12,13 @@ from coafi.errors import InvalidStateOperation, validation_problems
 from coafi.state.store import StateStore, now_iso
 
 _STARTED_BY = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
+#: A callback or signal step starts waiting: handled by ``coafi.runtime.wait_ops``, which the state function
+#: imports on the first such op (it loads the waits' store and models: ~30 ms of cold start otherwise).
+WAIT_OP = "wait"
+
+
+def is_wait_operation(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("op") == WAIT_OP
 
 
 class _Op(BaseModel):

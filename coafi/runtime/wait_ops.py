@@ -12,18 +12,12 @@ from pydantic import ConfigDict
 
 from coafi.engine.waits import Waits, WaitStart
 
-WAIT_OP = "wait"
-
 
 class WaitOp(WaitStart):
     model_config = ConfigDict(extra="forbid")
 
     op: Literal["wait"]
     enteredAt: str = ""
-
-
-def is_wait_operation(event: Any) -> bool:
-    return isinstance(event, dict) and event.get("op") == WAIT_OP
 
 
 def handle_wait_operation(event: dict[str, Any], waits: Waits | None = None) -> dict[str, Any]:

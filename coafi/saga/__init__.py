@@ -6,3 +6,7 @@
   schedule a step's task).
 - ``coafi.saga.dlq``: ``coafi dlq ls|show|redrive``; ``coafi.saga.redrive``: ``coafi redrive EXECUTION``.
 """
+
+#: The state function's ops for compensation and schedule steps (handled by ``coafi.saga.ops``, which the state
+#: function imports on the first of them).
+STATE_OPS = frozenset({"compensations", "compensation-failed", "schedule"})

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from coafi.saga import STATE_OPS
 from coafi.state.store import StateStore, now_iso
 
-OPS = frozenset({"compensations", "compensation-failed", "schedule"})
+OPS = STATE_OPS
 COMPENSATION_SUFFIX = ".compensate"
 COMPENSATION_STEP_TYPE = "compensation"
 

@@ -21,7 +21,6 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -671,6 +670,8 @@ class StateStore:
             for key in keys:
                 stamp(key)
         else:
+            from concurrent.futures import ThreadPoolExecutor  # only here: it imports logging (cold start)
+
             with ThreadPoolExecutor(max_workers=min(_SWEEP_THREADS, len(keys))) as pool:
                 list(pool.map(stamp, keys))
         return len(keys)
