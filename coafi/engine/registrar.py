@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from coafi.cfn_response import put_response
 from coafi.engine.registry import WorkflowRegistry
 
 DEPLOYED_WORKFLOWS_ENV = "COAFI_DEPLOYED_WORKFLOWS"
@@ -118,10 +118,7 @@ def _respond(request: RegistrarEvent, status: str, data: dict[str, Any], reason:
         "StackId": request.StackId, "RequestId": request.RequestId,
         "LogicalResourceId": request.LogicalResourceId, "Data": data,
     }).encode()
-    put = urllib.request.Request(request.ResponseURL, data=body, method="PUT",
-                                 headers={"Content-Type": "", "Content-Length": str(len(body))})
-    with urllib.request.urlopen(put, timeout=20) as response:
-        response.read()
+    put_response(request.ResponseURL, body, timeout=20)
 
 
 def sync_deployed_stack(stack_name: str) -> dict[str, Any]:

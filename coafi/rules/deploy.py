@@ -16,12 +16,13 @@ another survives the old file's deletion (CloudFormation creates the new resourc
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from coafi.cfn_response import put_response
 
 if TYPE_CHECKING:
     from coafi.rules.dynamo import DynamoRuleStore
@@ -156,8 +157,4 @@ def handle_event(event: CustomResourceEvent, store: DynamoRuleStore) -> CustomRe
 
 def send_response(url: str, response: CustomResourceResponse, *, timeout: float = 30.0) -> None:
     """PUT the response to CloudFormation's pre-signed URL (an empty content type, as that URL is signed for)."""
-    body = response.model_dump_json().encode()
-    request = urllib.request.Request(url, data=body, method="PUT",
-                                     headers={"Content-Type": "", "Content-Length": str(len(body))})
-    with urllib.request.urlopen(request, timeout=timeout) as reply:
-        reply.read()
+    put_response(url, response.model_dump_json().encode(), timeout=timeout)
