@@ -23,7 +23,9 @@ MAX_WAIT_SECONDS = 99_999_999
 
 
 class _Parameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build (here and below): validators are built on first use; a function uses few of this
+    # module's models per invocation (cold start: BENCHMARKS.md)
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
 
 class CallbackParameters(_Parameters):

@@ -55,7 +55,9 @@ FINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 class StartOptions(BaseModel):
     """Options of ``start_workflow``."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build (here and below): validators are built on first use; a function uses few of this
+    # module's models per invocation (cold start: BENCHMARKS.md)
+    model_config = ConfigDict(defer_build=True, extra="forbid", populate_by_name=True)
 
     idempotency_key: str | None = Field(None, alias="idempotencyKey", min_length=1, max_length=MAX_IDEMPOTENCY_KEY,
                                         description="same key (for this workflow) -> same execution, never a second")
@@ -63,6 +65,8 @@ class StartOptions(BaseModel):
 
 
 class StartResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     executionId: str = Field(description="the execution ARN")
     workflowId: str
     workflowVersion: str = ""
@@ -73,6 +77,8 @@ class StartResult(BaseModel):
 
 class WatchUpdate(BaseModel):
     """One change ``watch`` reports: a step's status, then the execution's end."""
+
+    model_config = ConfigDict(defer_build=True)
 
     kind: str = Field(description="'step' or 'execution'")
     status: str

@@ -45,7 +45,9 @@ WORKFLOW_ID = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 class CommandModel(BaseModel):
     """Every command's detail may carry a ``correlationId`` that its answer event repeats."""
 
-    model_config = ConfigDict(extra="forbid")
+    # defer_build (here and below): validators are built on first use; a function uses few of this
+    # module's models per invocation (cold start: BENCHMARKS.md)
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     correlationId: str | None = Field(None, min_length=1, max_length=256)
 
@@ -130,13 +132,13 @@ COMMANDS: dict[str, Command] = {
 
 
 class Trigger(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     workflowId: str = Field(pattern=WORKFLOW_ID)
 
 
 class TriggerEnvelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     coafiTrigger: Trigger
     event: dict[str, Any]
@@ -145,7 +147,7 @@ class TriggerEnvelope(BaseModel):
 class CommandEvent(BaseModel):
     """The EventBridge event carrying a command (only what the engine reads)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", populate_by_name=True)
 
     id: str = Field(min_length=1)
     detail_type: str = Field(alias="detail-type")
@@ -155,6 +157,8 @@ class CommandEvent(BaseModel):
 
 class Outcome(BaseModel):
     """What the API function returns (and, for commands, publishes)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     ok: bool
     kind: str = Field(description="'trigger' or the command's detail-type")

@@ -43,7 +43,9 @@ def live_sk(workflow_id: str) -> str:
 class RegisteredVersion(BaseModel):
     """One registered version of a workflow: what ``startWorkflow`` starts for it."""
 
-    model_config = ConfigDict(extra="ignore")
+    # defer_build (here and below): validators are built on first use; a function uses few of this
+    # module's models per invocation (cold start: BENCHMARKS.md)
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     workflowId: str = Field(min_length=1)
     version: str = Field(min_length=1)
@@ -55,6 +57,8 @@ class RegisteredVersion(BaseModel):
 
 
 class RegisteredWorkflow(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     workflowId: str
     liveVersion: str | None = None
     versions: list[RegisteredVersion] = Field(default_factory=list)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from coafi.state.codec import Attr, dumps, epoch_seconds, n, now_iso, plain, s
 from coafi.state.errors import ConcurrentUpdateError
@@ -44,6 +44,10 @@ WaitStatus = Literal["WAITING", "COMPLETED", "FAILED", "ENDED"]
 class WaitRecord(BaseModel):
     """A callback or signal step waiting (or done waiting): its current task token, by execution and step."""
 
+    # defer_build (here and below): validators are built on first use; a function uses few of this
+    # module's models per invocation (cold start: BENCHMARKS.md)
+    model_config = ConfigDict(defer_build=True)
+
     executionId: str
     workflowId: str = ""
     stepId: str
@@ -59,12 +63,16 @@ class WaitRecord(BaseModel):
 
 
 class Waiter(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     stepId: str
     taskToken: str
 
 
 class Channel(BaseModel):
     """One signal name of one execution: signals not yet delivered and steps waiting, each in arrival order."""
+
+    model_config = ConfigDict(defer_build=True)
 
     version: int = 0
     nextSeq: int = 0
@@ -74,6 +82,8 @@ class Channel(BaseModel):
 
 class Delivery(BaseModel):
     """A buffered signal paired with the step that receives it (``WaitStore.take``)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     executionId: str
     signal: str

@@ -85,7 +85,9 @@ def _check_size(value: Any, what: str) -> Any:
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build (here and below): validators are built on first use; a function uses few of this
+    # module's models per invocation (cold start: BENCHMARKS.md)
+    model_config = ConfigDict(defer_build=True, extra="forbid", populate_by_name=True)
 
 
 class _TaskTarget(_Request):
@@ -162,6 +164,8 @@ class HeartbeatRequest(_TaskTarget):
 
 
 class TaskOutcome(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: Literal["COMPLETED", "FAILED", "WAITING"]
     via: Literal["token", "step"]
     executionId: str | None = None
@@ -169,6 +173,8 @@ class TaskOutcome(BaseModel):
 
 
 class SignalOutcome(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     executionId: str
     name: str
     seq: int | None = Field(description="the signal's number in this execution's channel for the name")
@@ -178,6 +184,8 @@ class SignalOutcome(BaseModel):
 
 class WaitStart(BaseModel):
     """What the state function's ``wait`` op passes: a callback or signal step starting to wait."""
+
+    model_config = ConfigDict(defer_build=True)
 
     executionId: str
     workflowId: str
