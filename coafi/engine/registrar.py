@@ -171,25 +171,31 @@ def _respond(url: str, event: dict[str, Any], status: str, data: dict[str, Any],
         response.read()
 
 
-def registry_resource(stack_name: str) -> tuple[str, str] | None:
-    """The stack's workflow registry custom resource: (logical id, physical id), or None if it has none."""
+class RegistryResource(BaseModel):
+    """The stack's workflow registry custom resource as deployed."""
+
+    logical_id: str
+    physical_id: str
+    error_policies: str | None  # its ErrorPolicies property (plain JSON text in the template)
+
+
+def registry_resource(stack_name: str) -> RegistryResource | None:
+    """The stack's ``Custom::CoafiWorkflowRegistry`` resource (found in the deployed template, the one place that
+    names its type as written), or None if it has none."""
     from coafi import aws
 
-    resources = aws.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
-    for resource in resources:
-        if resource.get("ResourceType") == RESOURCE_TYPE:
-            return str(resource["LogicalResourceId"]), str(resource.get("PhysicalResourceId") or "")
-    return None
-
-
-def deployed_error_policies(stack_name: str, logical_id: str) -> str | None:
-    """The ``ErrorPolicies`` property of the registry resource in the deployed template (plain JSON text)."""
-    from coafi import aws
-
-    body: Any = aws.client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
+    cfn = aws.client("cloudformation")
+    body: Any = cfn.get_template(StackName=stack_name)["TemplateBody"]
     template = json.loads(body) if isinstance(body, str) else body
-    value = template.get("Resources", {}).get(logical_id, {}).get("Properties", {}).get("ErrorPolicies")
-    return value if isinstance(value, str) else None
+    for logical_id, resource in sorted(template.get("Resources", {}).items()):
+        if resource.get("Type") != RESOURCE_TYPE:
+            continue
+        detail = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+        policies = resource.get("Properties", {}).get("ErrorPolicies")
+        return RegistryResource(logical_id=logical_id,
+                                physical_id=str(detail["StackResourceDetail"].get("PhysicalResourceId") or ""),
+                                error_policies=policies if isinstance(policies, str) else None)
+    return None
 
 
 def sync_deployed_stack(stack_name: str) -> dict[str, Any]:
@@ -205,10 +211,9 @@ def sync_deployed_stack(stack_name: str) -> dict[str, Any]:
     resource = registry_resource(stack_name)
     if not function_name or resource is None:
         raise RuntimeError(f"stack {stack_name} has no RegistrarFunctionName output: deploy the current app")
-    logical_id, physical_id = resource
-    if physical_id == PHYSICAL_ID:
-        return {"Status": "SKIPPED", "Reason": f"{logical_id} was registered by the deployment"}
-    request = {"RequestType": "Sync", "ErrorPolicies": deployed_error_policies(stack_name, logical_id)}
+    if resource.physical_id == PHYSICAL_ID:
+        return {"Status": "SKIPPED", "Reason": f"{resource.logical_id} was answered by the registrar on deploy"}
+    request = {"RequestType": "Sync", "ErrorPolicies": resource.error_policies}
     response = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(request))
     payload = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):

@@ -17,8 +17,9 @@ resource (``infra/constructs/engine.py``). Its function (``coafi.engine.registra
 Create/Update: :meth:`PolicyRegistry.sync` makes the partition hold exactly that set (items of policies and
 workflows no longer deployed are deleted, so nothing lingers; a rollback is an Update back to the old set). On
 Delete it deletes the items the set names. ``coafi deploy --local`` against a LocalStack that skipped the custom
-resource sends the same set, read from the deployed template, in a ``Sync`` request to the same function; the
-in-process tier uses :func:`register_project_policies` (the same :func:`policy_set`, the same ``sync``).
+resource sends the same set, read from the deployed template, in a ``Sync`` request to the same function; and
+a project without a deployment (tests, scripts) uses :func:`register_project_policies` (the same
+:func:`policy_set`, the same ``sync``).
 
 No races: the whole partition belongs to that single resource of the stack (one stack per state table), and
 CloudFormation never runs two operations on one resource at once. A policy shared by several workflows

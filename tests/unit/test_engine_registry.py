@@ -313,11 +313,10 @@ class FakeCloud:
     def describe_stacks(self, StackName: str) -> dict[str, object]:
         return {"Stacks": [{"Outputs": [{"OutputKey": "RegistrarFunctionName", "OutputValue": "registrar"}]}]}
 
-    def describe_stack_resources(self, StackName: str) -> dict[str, object]:
-        return {"StackResources": [
-            {"LogicalResourceId": "Table", "ResourceType": "AWS::DynamoDB::GlobalTable", "PhysicalResourceId": "t"},
-            {"LogicalResourceId": "EngineWorkflowRegistry", "ResourceType": "Custom::CoafiWorkflowRegistry",
-             "PhysicalResourceId": self.physical_id}]}
+    def describe_stack_resource(self, StackName: str, LogicalResourceId: str) -> dict[str, object]:
+        assert LogicalResourceId == "EngineWorkflowRegistry"
+        return {"StackResourceDetail": {"LogicalResourceId": LogicalResourceId,
+                                        "PhysicalResourceId": self.physical_id}}
 
     def get_template(self, StackName: str) -> dict[str, object]:
         return {"TemplateBody": self.template}
@@ -336,8 +335,9 @@ def test_deploy_local_runs_the_registrar_only_when_the_custom_resource_was_skipp
     from coafi.engine import registrar
 
     text = json.dumps({"policies": {}, "workflows": {"orders": []}})
-    fake = FakeCloud(physical_id, {"Resources": {"EngineWorkflowRegistry": {
-        "Type": "Custom::CoafiWorkflowRegistry", "Properties": {"ErrorPolicies": text}}}})
+    fake = FakeCloud(physical_id, {"Resources": {
+        "Rules": {"Type": "Custom::CoafiRuleFile", "Properties": {}},
+        "EngineWorkflowRegistry": {"Type": "Custom::CoafiWorkflowRegistry", "Properties": {"ErrorPolicies": text}}}})
     monkeypatch.setattr(aws, "client", lambda service, **_: fake)
     registrar.sync_deployed_stack("Coafi")
     assert fake.invoked == ([{"RequestType": "Sync", "ErrorPolicies": text}] if runs_the_registrar else [])
