@@ -120,15 +120,11 @@ def deploy(*, local: bool, project_root: Path, stack_name: str = DEFAULT_STACK) 
     _run([cli, "deploy", stack_name, "--require-approval", "never", "--no-notices", "--progress", "events",
           "--context", f"coafi:stackName={stack_name}"], cwd=project_root, env=env,
          what=f"deploying stack {stack_name}")
-    if local:  # LocalStack's community edition skips custom resources: register the workflows directly
+    if local:  # a LocalStack without COAFI's plugin skips custom resources: run the registrar directly then
         from coafi.engine.registrar import sync_deployed_stack
 
         sync_deployed_stack(stack_name)
-    outputs = read_outputs(stack_name)
-    from coafi.resilience.registry import register_project_policies  # error policies -> the state table
-
-    register_project_policies(project_root, outputs.state_table_name)
-    return outputs
+    return read_outputs(stack_name)  # workflow versions and error policies are registered by the stack itself
 
 
 def _reset_clients() -> None:

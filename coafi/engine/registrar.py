@@ -1,9 +1,12 @@
-"""What a deploy registers: each workflow's version and state machine, made live (docs/engine-api.md).
+"""What a deploy registers: each workflow's version and state machine, made live (docs/engine-api.md), and the
+deployed error policies (``coafi.resilience.registry``: the ``ErrorPolicies`` property).
 
 The stack's ``WorkflowRegistry`` custom resource invokes the registrar function on every create/update/delete
-(CloudFormation then waits for the answer it PUTs to the request's ``ResponseURL``). LocalStack's community
-edition runs no custom resources, so ``coafi deploy --local`` invokes the same function directly with
-``{"RequestType": "Sync"}``: it registers what its environment (``COAFI_DEPLOYED_WORKFLOWS``) describes.
+(CloudFormation then waits for the answer it PUTs to the request's ``ResponseURL``; every request is answered,
+a malformed one with FAILED and the reason). LocalStack's community edition runs no custom resources (COAFI's
+embedded one does, through its plugin), so when the resource was skipped ``coafi deploy --local`` invokes the same
+function directly with ``{"RequestType": "Sync", "ErrorPolicies": <from the deployed template>}``: it registers
+what its environment (``COAFI_DEPLOYED_WORKFLOWS``) describes, and that policy set.
 
 For each workflow the registrar publishes a Step Functions version of the state machine's current revision
 (idempotent: an unchanged definition gets its existing version back) and registers that version's ARN, so a
@@ -14,15 +17,19 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coafi.cfn_response import put_response
 from coafi.engine.registry import WorkflowRegistry
 
+if TYPE_CHECKING:
+    from coafi.resilience.registry import PolicyRegistry
+
 DEPLOYED_WORKFLOWS_ENV = "COAFI_DEPLOYED_WORKFLOWS"
 PHYSICAL_ID = "coafi-workflow-registry"
+RESOURCE_TYPE = "Custom::CoafiWorkflowRegistry"
 
 
 class DeployedWorkflow(BaseModel):
@@ -38,6 +45,10 @@ class RegistrarProperties(BaseModel):
 
     Source: str = "deploy"
     Workflows: dict[str, DeployedWorkflow] = Field(default_factory=dict)
+    #: The deployed error policies (``coafi.resilience.registry.PolicySet`` as JSON text: CloudFormation turns
+    #: every property value into a string). None: leave the policy partition as it is (a request from an older
+    #: template, or a Sync without them).
+    ErrorPolicies: str | None = None
 
 
 class RegistrarEvent(BaseModel):
@@ -52,6 +63,8 @@ class RegistrarEvent(BaseModel):
     LogicalResourceId: str = ""
     ResourceProperties: RegistrarProperties | None = None
     OldResourceProperties: RegistrarProperties | None = None
+    #: Sync only: the policy set (the custom resource's ``ErrorPolicies`` property in the deployed template).
+    ErrorPolicies: str | None = None
 
 
 def sync(registry: WorkflowRegistry, sfn: Any, properties: RegistrarProperties, *, publish: bool = True
@@ -85,15 +98,46 @@ def remove(registry: WorkflowRegistry, properties: RegistrarProperties) -> list[
     return removed
 
 
-def handle(event: dict[str, Any], registry: WorkflowRegistry, sfn: Any) -> dict[str, Any]:
-    """Do what the request asks; answer CloudFormation (SUCCESS or FAILED, never silence) when it asked."""
-    request = RegistrarEvent.model_validate(event)
-    properties = request.ResourceProperties
-    if properties is None:
-        properties = RegistrarProperties.model_validate(json.loads(os.environ.get(DEPLOYED_WORKFLOWS_ENV) or "{}"))
+def apply_policies(policies: PolicyRegistry, properties: RegistrarProperties, *, delete: bool = False) -> int:
+    """Register (or, on delete, remove) the properties' policy set; how many policies it holds."""
+    if properties.ErrorPolicies is None:
+        return 0
+    from coafi.resilience.registry import PolicySet
+
+    policy_set = PolicySet.model_validate_json(properties.ErrorPolicies)
+    if delete:
+        policies.remove(policy_set)
+    else:
+        policies.apply(policy_set)
+    return len(policy_set.policies)
+
+
+def handle(event: dict[str, Any], registry: WorkflowRegistry, sfn: Any,
+           policies: PolicyRegistry | None = None) -> dict[str, Any]:
+    """Do what the request asks; answer CloudFormation (SUCCESS or FAILED, never silence) when it asked.
+    ``policies``: the error policy registry (default: on the registry's table)."""
     try:
+        request = RegistrarEvent.model_validate(event)
+    except ValidationError as exc:  # answer anyway: CloudFormation would otherwise wait an hour
+        reason = f"not a workflow registry request: {exc}"
+        url = event.get("ResponseURL") if isinstance(event, dict) else None
+        if not isinstance(url, str) or not url:
+            raise
+        _respond(url, event, "FAILED", {}, reason)
+        return {"Status": "FAILED", "Reason": reason}
+    if policies is None:
+        from coafi.resilience.registry import PolicyRegistry
+
+        policies = PolicyRegistry(registry.table_name)
+    properties = request.ResourceProperties
+    try:
+        if properties is None:
+            properties = RegistrarProperties.model_validate(
+                json.loads(os.environ.get(DEPLOYED_WORKFLOWS_ENV) or "{}"))
+            properties.ErrorPolicies = request.ErrorPolicies
         if request.RequestType == "Delete":
             data: dict[str, Any] = {"Unregistered": ",".join(remove(registry, properties))}
+            apply_policies(policies, properties, delete=True)
         else:
             data = {"Registered": json.dumps(sync(registry, sfn, properties))}
             old = request.OldResourceProperties
@@ -101,37 +145,73 @@ def handle(event: dict[str, Any], registry: WorkflowRegistry, sfn: Any) -> dict[
                 gone = RegistrarProperties(Source=old.Source, Workflows={
                     k: v for k, v in old.Workflows.items() if k not in properties.Workflows})
                 data["Unregistered"] = ",".join(remove(registry, gone))
+            data["ErrorPolicies"] = str(apply_policies(policies, properties))
     except Exception as exc:
         if request.ResponseURL:
-            _respond(request, "FAILED", {}, f"{type(exc).__name__}: {exc}")
-            return {"Status": "FAILED", "Reason": str(exc)}
+            reason = f"{type(exc).__name__}: {exc}"
+            _respond(request.ResponseURL, event, "FAILED", {}, reason)
+            return {"Status": "FAILED", "Reason": reason}
         raise
     if request.ResponseURL:
-        _respond(request, "SUCCESS", data, "")
+        _respond(request.ResponseURL, event, "SUCCESS", data, "")
     return {"Status": "SUCCESS", "Data": data}
 
 
-def _respond(request: RegistrarEvent, status: str, data: dict[str, Any], reason: str) -> None:
-    assert request.ResponseURL is not None
+def _respond(url: str, event: dict[str, Any], status: str, data: dict[str, Any], reason: str) -> None:
+    """PUT the answer to CloudFormation's pre-signed URL. The identifiers are echoed from the raw request, so a
+    request that is not a valid one is answered too; the physical id never changes (no replacement)."""
     body = json.dumps({
         "Status": status, "Reason": reason[:3000] or status, "PhysicalResourceId": PHYSICAL_ID,
-        "StackId": request.StackId, "RequestId": request.RequestId,
-        "LogicalResourceId": request.LogicalResourceId, "Data": data,
+        "StackId": str(event.get("StackId", "")), "RequestId": str(event.get("RequestId", "")),
+        "LogicalResourceId": str(event.get("LogicalResourceId", "")), "Data": data,
     }).encode()
-    put_response(request.ResponseURL, body, timeout=20)
+    put_response(url, body, timeout=20)
+
+
+class RegistryResource(BaseModel):
+    """The stack's workflow registry custom resource as deployed."""
+
+    logical_id: str
+    physical_id: str
+    error_policies: str | None  # its ErrorPolicies property (plain JSON text in the template)
+
+
+def registry_resource(stack_name: str) -> RegistryResource | None:
+    """The stack's ``Custom::CoafiWorkflowRegistry`` resource (found in the deployed template, the one place that
+    names its type as written), or None if it has none."""
+    from coafi import aws
+
+    cfn = aws.client("cloudformation")
+    body: Any = cfn.get_template(StackName=stack_name)["TemplateBody"]
+    template = json.loads(body) if isinstance(body, str) else body
+    for logical_id, resource in sorted(template.get("Resources", {}).items()):
+        if resource.get("Type") != RESOURCE_TYPE:
+            continue
+        detail = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+        policies = resource.get("Properties", {}).get("ErrorPolicies")
+        return RegistryResource(logical_id=logical_id,
+                                physical_id=str(detail["StackResourceDetail"].get("PhysicalResourceId") or ""),
+                                error_policies=policies if isinstance(policies, str) else None)
+    return None
 
 
 def sync_deployed_stack(stack_name: str) -> dict[str, Any]:
-    """Run the deployed registrar function once (``coafi deploy --local``: LocalStack's community edition skips
-    the custom resource). Raises if the stack has no registrar or the function fails."""
+    """``coafi deploy --local``: if the local cloud skipped the stack's registry custom resource (LocalStack's
+    community edition without COAFI's plugin), run the deployed registrar function once with what the resource
+    would have sent. Skipped when the resource was answered by the function (its physical id is the registrar's):
+    then everything is registered already. Raises if the stack has no registrar or the function fails."""
     from coafi import aws
 
     stack = aws.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     function_name = outputs.get("RegistrarFunctionName")
-    if not function_name:
+    resource = registry_resource(stack_name)
+    if not function_name or resource is None:
         raise RuntimeError(f"stack {stack_name} has no RegistrarFunctionName output: deploy the current app")
-    response = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps({"RequestType": "Sync"}))
+    if resource.physical_id == PHYSICAL_ID:
+        return {"Status": "SKIPPED", "Reason": f"{resource.logical_id} was answered by the registrar on deploy"}
+    request = {"RequestType": "Sync", "ErrorPolicies": resource.error_policies}
+    response = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(request))
     payload = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
         raise RuntimeError(f"registering the deployed workflows failed ({function_name}): {payload}")

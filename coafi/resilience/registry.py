@@ -5,9 +5,26 @@
 | policy | ``ERRORPOLICY`` | ``POLICY#<id>`` | policyJson, source, updatedAt |
 | a workflow's policies | ``ERRORPOLICY`` | ``WORKFLOW#<workflowId>`` | policyIds (in order), updatedAt |
 
-``coafi deploy`` registers the project's policies after the stack is deployed (:func:`register_project_policies`:
-policies of the deployed definitions, inline and from ``statemachines/policies/``; items of policies and workflows
-that are gone are deleted). One partition, read with one Query.
+One partition, read with one Query. Nothing in the runtime path reads it: the compiler puts a step's Retry/Catch
+into the state machine and its escalation thresholds into the step event (``context.errorPolicies``), and circuit
+breakers are configured in the action's code. The registry is the deployed policies' queryable record
+(``get_error_policy``, ``workflow_policies``) for operators and code that wants it.
+
+**Who writes it: the deployment.** The synthesized app computes the policy set (:func:`policy_set`: the policies
+of the deployed definitions, inline and from ``<definitions>/policies/``, and each workflow's ordered policy ids)
+and passes it, as JSON text, in the ``ErrorPolicies`` property of the stack's one ``Custom::CoafiWorkflowRegistry``
+resource (``infra/constructs/engine.py``). Its function (``coafi.engine.registrar``) applies it on every
+Create/Update: :meth:`PolicyRegistry.sync` makes the partition hold exactly that set (items of policies and
+workflows no longer deployed are deleted, so nothing lingers; a rollback is an Update back to the old set). On
+Delete it deletes the items the set names. ``coafi deploy --local`` against a LocalStack that skipped the custom
+resource sends the same set, read from the deployed template, in a ``Sync`` request to the same function; and
+a project without a deployment (tests, scripts) uses :func:`register_project_policies` (the same
+:func:`policy_set`, the same ``sync``).
+
+No races: the whole partition belongs to that single resource of the stack (one stack per state table), and
+CloudFormation never runs two operations on one resource at once. A policy shared by several workflows
+(``statemachines/policies/``) is one item, referenced by each workflow's ``policyIds``; it goes only when no
+deployed workflow names it any more, because every write states the complete set, not one workflow's share.
 """
 
 from __future__ import annotations
@@ -17,6 +34,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from coafi.resilience.classification import category_of_name
 from coafi.resilience.policies import ErrorPolicy
@@ -106,6 +125,17 @@ class PolicyRegistry:
             if item["SK"]["S"] not in wanted:
                 self._client().delete_item(TableName=self.table_name, Key={"PK": item["PK"], "SK": item["SK"]})
 
+    def apply(self, policies: PolicySet) -> None:
+        """Make the partition hold exactly this policy set (a deploy's Create / Update / Sync)."""
+        self.sync({pid: (p.policy, p.source) for pid, p in policies.policies.items()}, policies.workflows)
+
+    def remove(self, policies: PolicySet) -> None:
+        """Delete the items of this policy set (the stack's deletion); missing ones are no error."""
+        keys = [POLICY_PREFIX + pid for pid in sorted(policies.policies)] + \
+               [WORKFLOW_PREFIX + wid for wid in sorted(policies.workflows)]
+        for sk in keys:
+            self._client().delete_item(TableName=self.table_name, Key={"PK": {"S": PARTITION}, "SK": {"S": sk}})
+
     # the design's names
     registerErrorPolicy = register_error_policy
     getErrorPolicy = get_error_policy
@@ -135,21 +165,57 @@ def collect(definitions: Iterable[Any], sources: Mapping[str, str] | None = None
     return policies, workflows
 
 
+class DeployedPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: ErrorPolicy
+    source: str = ""
+
+
+class PolicySet(BaseModel):
+    """What a deploy registers: every deployed policy by id, and each deployed workflow's policy ids in order
+    (the ``ErrorPolicies`` property of the stack's workflow registry custom resource, as JSON text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policies: dict[str, DeployedPolicy] = Field(default_factory=dict)
+    workflows: dict[str, list[str]] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Stable text (sorted ids), so an unchanged project synthesizes an unchanged property."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+
+
+def policy_set(definitions: Iterable[Any], definitions_dir: Path | None = None) -> PolicySet:
+    """The policy set of loaded definitions: what the stack registers (synth) and ``register_project_policies``
+    registers. A library policy's source is its file relative to the definitions folder's parent
+    (``statemachines/policies/x.yaml``), never an absolute path (the template must not depend on the machine)."""
+    sources: dict[str, str] = {}
+    if definitions_dir is not None:
+        from coafi.resilience.loading import POLICIES_FOLDER, load_policy_library
+
+        base = definitions_dir.parent
+        for pid, (_, path) in load_policy_library(definitions_dir / POLICIES_FOLDER).policies.items():
+            sources[pid] = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
+    policies, workflows = collect(definitions, sources)
+    return PolicySet(
+        policies={pid: DeployedPolicy(policy=policy, source=source)
+                  for pid, (policy, source) in sorted(policies.items())},
+        workflows=dict(sorted(workflows.items())),
+    )
+
+
 def register_project_policies(project_root: Path, table_name: str, definitions_dir: Path | None = None) -> int:
-    """Register the policies of the project's definitions (``statemachines/``) in the table; how many."""
+    """Register the policies of the project's definitions (``statemachines/``) in the table, as a deploy does
+    (the in-process tier's "deploy"); how many."""
     from coafi.definitions import load_definitions
-    from coafi.resilience.loading import POLICIES_FOLDER, load_policy_library
 
     folder = definitions_dir or project_root / "statemachines"
     if not folder.is_dir():
         return 0
-    definitions = load_definitions([folder])
-    library = load_policy_library(folder / POLICIES_FOLDER)
-    sources = {pid: str(path.relative_to(project_root)) if path.is_relative_to(project_root) else str(path)
-               for pid, (_, path) in library.policies.items()}
-    policies, workflows = collect(definitions, sources)
-    PolicyRegistry(table_name).sync(policies, workflows)
-    return len(policies)
+    policies = policy_set(load_definitions([folder]), folder)
+    PolicyRegistry(table_name).apply(policies)
+    return len(policies.policies)
 
 
 def dumps(policies: Iterable[ErrorPolicy]) -> str:

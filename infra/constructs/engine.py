@@ -8,11 +8,13 @@
   table (records, the registry, idempotency keys) and put its answer events on the bus. Failed asynchronous
   invocations go to the dead-letter queue after Lambda's two retries.
 - **Registrar function** (``functions/registrar``) behind the ``WorkflowRegistry`` custom resource: on every
-  deploy it publishes a version of each state machine and registers it as the workflow's live version. Its
-  table access is limited to the registry partition (``dynamodb:LeadingKeys``).
+  deploy it publishes a version of each state machine and registers it as the workflow's live version, and it
+  registers the definitions' error policies (the resource's ``ErrorPolicies`` property, computed here by
+  ``coafi.resilience.registry.policy_set``). Its table access is limited to the registry and error policy
+  partitions (``dynamodb:LeadingKeys``).
 
-Outputs: ``ApiFunctionName``, ``RegistrarFunctionName`` (``coafi deploy --local`` invokes the registrar, since
-LocalStack's community edition runs no custom resources).
+Outputs: ``ApiFunctionName``, ``RegistrarFunctionName`` (``coafi deploy --local`` invokes the registrar when the
+local cloud skipped the custom resource: LocalStack's community edition without COAFI's plugin runs none).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from constructs import Construct
 
 from coafi.engine.commands import COMMANDS
 from coafi.engine.registrar import DEPLOYED_WORKFLOWS_ENV
+from coafi.engine.registrar import RESOURCE_TYPE as REGISTRY_RESOURCE_TYPE
 from coafi.engine.registry import REGISTRY_LEADING_KEYS
+from coafi.resilience.registry import PARTITION as POLICY_PARTITION
+from coafi.resilience.registry import policy_set
 from infra import nag
 from infra.constructs.core import Core
 from infra.constructs.function import CoafiFunction, partition_statement
@@ -56,11 +61,12 @@ REGISTRAR_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Del
 
 
 class RegistrarFunction(CoafiFunction):
-    """A CoafiFunction whose state table access is limited to the registry partition."""
+    """A CoafiFunction whose state table access is limited to the registry and error policy partitions."""
 
     def _grant_state_table(self, table: dynamodb.ITableV2) -> None:
         self.function.add_to_role_policy(partition_statement(
-            table, REGISTRAR_TABLE_ACTIONS, list(REGISTRY_LEADING_KEYS), operator="ForAllValues:StringEquals"))
+            table, REGISTRAR_TABLE_ACTIONS, [*REGISTRY_LEADING_KEYS, POLICY_PARTITION],
+            operator="ForAllValues:StringEquals"))
 
 
 def trigger_input(workflow_id: str) -> str:
@@ -175,6 +181,8 @@ class Engine(Construct):
             for wf_id, wf in sorted(workflows.items())
         }
         properties = {"Source": f"stack:{self.core.config.stack_name}", "Workflows": deployed}
+        policies = policy_set([wf.workflow.definition for _, wf in sorted(workflows.items())],
+                              self.core.config.definitions_dir)
         registrar = RegistrarFunction(
             self,
             "Registrar",
@@ -197,8 +205,9 @@ class Engine(Construct):
             self,
             "WorkflowRegistry",
             service_token=registrar.function.function_arn,
-            resource_type="Custom::CoafiWorkflowRegistry",
-            properties=properties,
+            resource_type=REGISTRY_RESOURCE_TYPE,
+            # not in the environment (Lambda's 4 KB limit): a Sync reads them from the deployed template
+            properties={**properties, "ErrorPolicies": policies.to_json()},
         )
         return registrar
 

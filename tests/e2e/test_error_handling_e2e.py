@@ -126,3 +126,22 @@ def test_a_circuit_opens_after_repeated_failures_and_later_calls_fail_fast(stack
     assert dependency_calls(stack, dependency) == 3  # the dependency was not called again
     (step,) = StateStore(stack.state_table_name).list_steps(second)
     assert step.status == "FAILED" and step.error is not None and step.error.type == "CircuitOpen"
+
+
+def test_the_deployment_itself_registers_the_error_policies(stack: StackOutputs) -> None:
+    """The stack's registry custom resource wrote the policies while CloudFormation deployed it: its physical id
+    is the registrar's answer (a skipped resource would read 'unknown', and only then would ``coafi deploy`` run the
+    registrar itself), and ``coafi deploy`` registers no policies of its own."""
+    from coafi.engine.registrar import PHYSICAL_ID, registry_resource
+    from coafi.resilience.registry import PolicyRegistry
+
+    resource = registry_resource(stack.stack_name)
+    assert resource is not None and resource.physical_id == PHYSICAL_ID
+    registry = PolicyRegistry(stack.state_table_name)
+    assert [p.id for p in registry.workflow_policies(WORKFLOW)] == ["transient-retry", "permanent-fail"]
+    assert registry.workflow_policies("content-generation") == []
+    found = registry.get_error_policy("DependencyUnavailable", "task", workflow_id=WORKFLOW)
+    assert found is not None and found.id == "transient-retry" and found.escalationThreshold is not None
+    item = aws.client("dynamodb").get_item(TableName=stack.state_table_name, ConsistentRead=True, Key={
+        "PK": {"S": "ERRORPOLICY"}, "SK": {"S": "POLICY#permanent-fail"}})["Item"]
+    assert item["source"] == {"S": "statemachines/policies/permanent-fail.yaml"}

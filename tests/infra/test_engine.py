@@ -11,6 +11,8 @@ from coafi.compiler import compile_workflow
 from coafi.definitions import load_definition
 from coafi.engine.commands import COMMANDS
 from coafi.engine.registry import REGISTRY_PK
+from coafi.resilience.registry import PARTITION as POLICY_PARTITION
+from coafi.resilience.registry import PolicySet
 from tests.infra.conftest import REPO_ROOT, Synth
 
 API = "COAFI engine API of Coafi: commands and event triggers"
@@ -84,8 +86,8 @@ def test_the_registrar_touches_only_the_registry_and_publishes_versions(sample: 
     statements = _statements(sample, registrar)
     table_statements = [s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))]
     assert len(table_statements) == 1
-    assert table_statements[0]["Condition"] == {
-        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [REGISTRY_PK]}}
+    assert table_statements[0]["Condition"] == {  # the workflow registry and the error policies, no other item
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [REGISTRY_PK, POLICY_PARTITION]}}
     assert "dynamodb:Scan" not in _actions(table_statements[0])
     [publish] = _with_action(statements, "states:PublishStateMachineVersion")
     assert sorted(publish["Resource"], key=json.dumps) == sorted(
@@ -109,3 +111,20 @@ def test_every_deploy_registers_each_workflows_version_through_the_custom_resour
         assert entry["definitionSha256"] == hashlib.sha256(json.dumps(asl, sort_keys=True).encode()).hexdigest()
     outputs = sample.template.to_json()["Outputs"]
     assert {"ApiFunctionName", "RegistrarFunctionName"} <= set(outputs)
+
+
+def test_every_deploy_registers_the_definitions_error_policies_through_the_custom_resource(sample: Synth) -> None:
+    registrar = sample.function_id(REGISTRAR)
+    [(_, resource)] = sample.of_type("Custom::CoafiWorkflowRegistry").items()
+    text = resource["Properties"]["ErrorPolicies"]
+    assert isinstance(text, str)  # JSON text: CloudFormation would turn numbers and booleans into strings
+    policies = PolicySet.model_validate_json(text)
+    demo = DEFINITIONS["resilience-demo"]
+    assert policies.workflows["resilience-demo"] == ["transient-retry", "permanent-fail"]
+    assert policies.workflows["content-generation"] == []
+    assert set(policies.workflows) == set(WORKFLOWS)
+    assert policies.policies["transient-retry"].policy == demo.policies[0]  # the whole policy, not just its id
+    assert policies.policies["transient-retry"].source == "statemachines/policies/transient-retry.yaml"
+    # not in the function's environment (Lambda's 4 KB limit; a Sync reads them from the deployed template)
+    environment = sample.resources[registrar]["Properties"]["Environment"]["Variables"]
+    assert "ErrorPolicies" not in json.dumps(environment)

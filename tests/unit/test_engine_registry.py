@@ -131,3 +131,213 @@ def test_an_update_unregisters_the_workflows_the_stack_no_longer_deploys(registr
                      "OldResourceProperties": props("a", "b")}, registry, publisher)
     assert answer["Data"]["Unregistered"] == "b"
     assert [w.workflowId for w in registry.list_workflows()] == ["a"]
+
+
+# -- error policies: registered by the same custom resource ---------------------------------------------------
+
+
+def policy(pid: str, *error_types: str) -> dict[str, object]:
+    return {"id": pid, "errorTypes": list(error_types) or ["transient"], "maxRetries": 1}
+
+
+def policy_props(workflows: dict[str, list[dict[str, object]]], *, shared: dict[str, str] | None = None
+                 ) -> dict[str, object]:
+    """Resource properties as the app synthesizes them, for definitions with these (resolved) policies."""
+    from coafi.definitions.models import WorkflowDefinition
+    from coafi.resilience.registry import policy_set
+
+    definitions = [WorkflowDefinition.model_validate({
+        "id": wf, "name": wf, "version": "1", "policies": policies,
+        "steps": [{"id": "s", "type": "task", "action": "a"}]}) for wf, policies in workflows.items()]
+    text = policy_set(definitions).to_json()
+    if shared:  # a library policy's source, as policy_set gives it from the policies/ folder
+        data = json.loads(text)
+        for pid, source in shared.items():
+            data["policies"][pid]["source"] = source
+        text = json.dumps(data)
+    return {"Source": "stack:Coafi", "ErrorPolicies": text,
+            "Workflows": {wf: {"stateMachineArn": f"{ARN}-{wf}", "version": "1"} for wf in workflows}}
+
+
+def policy_items() -> dict[str, dict[str, object]]:
+    items = aws.client("dynamodb").query(
+        TableName=TABLE, KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": "ERRORPOLICY"}})["Items"]
+    return {i["SK"]["S"]: i for i in items}
+
+
+def test_the_registry_resource_registers_error_policies_and_keeps_shared_ones_while_used(
+        registry: WorkflowRegistry) -> None:
+    from coafi.resilience.registry import PolicyRegistry
+
+    policies = PolicyRegistry(TABLE)
+    shared = policy("shared-retry")
+    publisher = Publisher()
+    create = policy_props({"orders": [shared, policy("orders-only", "permanent") | {"maxRetries": 0}],
+                           "invoices": [shared]}, shared={"shared-retry": "statemachines/policies/shared.yaml"})
+    assert handle({"RequestType": "Create", "ResourceProperties": create}, registry, publisher, policies
+                  )["Data"]["ErrorPolicies"] == "2"
+    assert [p.id for p in policies.workflow_policies("orders")] == ["shared-retry", "orders-only"]
+    assert [p.id for p in policies.workflow_policies("invoices")] == ["shared-retry"]
+    assert policy_items()["POLICY#shared-retry"]["source"] == {"S": "statemachines/policies/shared.yaml"}
+    assert policy_items()["POLICY#orders-only"]["source"] == {"S": "workflow orders"}
+
+    # orders goes away: its own policy and its binding go, the shared one stays (invoices still names it)
+    update = policy_props({"invoices": [shared]})
+    handle({"RequestType": "Update", "ResourceProperties": update, "OldResourceProperties": create},
+           registry, publisher, policies)
+    assert sorted(policy_items()) == ["POLICY#shared-retry", "WORKFLOW#invoices"]
+    assert policies.workflow_policies("orders") == []
+
+    # a rollback is an Update back to the old properties: everything is there again
+    handle({"RequestType": "Update", "ResourceProperties": create, "OldResourceProperties": update},
+           registry, publisher, policies)
+    assert sorted(policy_items()) == ["POLICY#orders-only", "POLICY#shared-retry", "WORKFLOW#invoices",
+                                      "WORKFLOW#orders"]
+
+    handle({"RequestType": "Delete", "ResourceProperties": create}, registry, publisher, policies)
+    assert policy_items() == {}
+    assert registry.list_workflows() == []
+
+
+def test_a_changed_policy_is_rewritten_and_a_workflow_without_policies_has_an_empty_binding(
+        registry: WorkflowRegistry) -> None:
+    from coafi.resilience.registry import PolicyRegistry
+
+    policies = PolicyRegistry(TABLE)
+    first = policy_props({"orders": [policy("retry-it")]})
+    handle({"RequestType": "Create", "ResourceProperties": first}, registry, Publisher(), policies)
+    second = policy_props({"orders": [policy("retry-it") | {"maxRetries": 4}], "plain": []})
+    handle({"RequestType": "Update", "ResourceProperties": second, "OldResourceProperties": first},
+           registry, Publisher(), policies)
+    assert [p.maxRetries for p in policies.workflow_policies("orders")] == [4]
+    assert policy_items()["WORKFLOW#plain"]["policyIds"] == {"L": []}
+
+
+def test_a_request_without_error_policies_leaves_the_partition_alone(registry: WorkflowRegistry) -> None:
+    from coafi.resilience.registry import PolicyRegistry
+
+    policies = PolicyRegistry(TABLE)
+    handle({"RequestType": "Create", "ResourceProperties": policy_props({"orders": [policy("keep-me")]})},
+           registry, Publisher(), policies)
+    older = {"Source": "stack:Coafi", "Workflows": {"orders": {"stateMachineArn": ARN, "version": "1"}}}
+    handle({"RequestType": "Update", "ResourceProperties": older}, registry, Publisher(), policies)
+    assert [p.id for p in policies.workflow_policies("orders")] == ["keep-me"]
+
+
+class Responses:
+    """Stands in for CloudFormation's pre-signed response URL: the bodies PUT to it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import urllib.request
+
+        self.sent: list[tuple[str, dict[str, object]]] = []
+        outer = self
+
+        class Reply:
+            def __enter__(self) -> Reply:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                return None
+
+            def read(self) -> bytes:
+                return b""
+
+        def urlopen(request: urllib.request.Request, timeout: float = 0) -> Reply:
+            assert request.get_method() == "PUT"
+            assert isinstance(request.data, bytes)
+            outer.sent.append((request.full_url, json.loads(request.data)))
+            return Reply()
+
+        monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
+CFN = {"ResponseURL": "https://cfn-response.example/put", "StackId": "arn:stack/Coafi", "RequestId": "r-1",
+       "LogicalResourceId": "EngineWorkflowRegistry", "ResourceType": "Custom::CoafiWorkflowRegistry"}
+
+
+def test_a_malformed_request_is_answered_failed_with_the_reason(
+        registry: WorkflowRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    responses = Responses(monkeypatch)
+    answer = handle({**CFN, "RequestType": "Upgrade", "ResourceProperties": {}}, registry, Publisher())
+    assert answer["Status"] == "FAILED"
+    ((url, body),) = responses.sent
+    assert url == CFN["ResponseURL"]
+    assert body["Status"] == "FAILED" and "RequestType" in str(body["Reason"])
+    assert (body["RequestId"], body["LogicalResourceId"], body["PhysicalResourceId"]) == \
+        ("r-1", "EngineWorkflowRegistry", "coafi-workflow-registry")
+
+
+def test_a_malformed_policy_set_fails_the_resource_and_names_the_field(
+        registry: WorkflowRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    responses = Responses(monkeypatch)
+    props = policy_props({"orders": [policy("p")]})
+    props["ErrorPolicies"] = json.dumps({"policies": {"p": {"policy": {"id": "p"}}}, "workflows": {}})
+    handle({**CFN, "RequestType": "Create", "ResourceProperties": props}, registry, Publisher())
+    ((_, body),) = responses.sent
+    assert body["Status"] == "FAILED" and "errorTypes" in str(body["Reason"])
+    assert policy_items() == {}
+
+
+def test_every_answer_keeps_one_physical_id(registry: WorkflowRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    responses = Responses(monkeypatch)
+    props = policy_props({"orders": [policy("p")]})
+    for kind in ("Create", "Update", "Delete"):
+        handle({**CFN, "RequestType": kind, "PhysicalResourceId": "coafi-workflow-registry",
+                "ResourceProperties": props, "OldResourceProperties": props}, registry, Publisher())
+    assert [(b["Status"], b["PhysicalResourceId"]) for _, b in responses.sent] == \
+        [("SUCCESS", "coafi-workflow-registry")] * 3
+
+
+def test_a_sync_request_registers_the_policy_set_it_carries(
+        registry: WorkflowRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coafi.resilience.registry import PolicyRegistry
+
+    props = policy_props({"orders": [policy("p")]})
+    monkeypatch.setenv("COAFI_DEPLOYED_WORKFLOWS", json.dumps({k: v for k, v in props.items()
+                                                               if k != "ErrorPolicies"}))
+    answer = handle({"RequestType": "Sync", "ErrorPolicies": props["ErrorPolicies"]}, registry, Publisher())
+    assert answer["Status"] == "SUCCESS"
+    assert [p.id for p in PolicyRegistry(TABLE).workflow_policies("orders")] == ["p"]
+
+
+class FakeCloud:
+    """CloudFormation and Lambda as ``coafi deploy --local`` sees them after the stack deployed."""
+
+    def __init__(self, physical_id: str, template: dict[str, object]) -> None:
+        self.physical_id = physical_id
+        self.template = template
+        self.invoked: list[dict[str, object]] = []
+
+    def describe_stacks(self, StackName: str) -> dict[str, object]:
+        return {"Stacks": [{"Outputs": [{"OutputKey": "RegistrarFunctionName", "OutputValue": "registrar"}]}]}
+
+    def describe_stack_resource(self, StackName: str, LogicalResourceId: str) -> dict[str, object]:
+        assert LogicalResourceId == "EngineWorkflowRegistry"
+        return {"StackResourceDetail": {"LogicalResourceId": LogicalResourceId,
+                                        "PhysicalResourceId": self.physical_id}}
+
+    def get_template(self, StackName: str) -> dict[str, object]:
+        return {"TemplateBody": self.template}
+
+    def invoke(self, FunctionName: str, Payload: str) -> dict[str, object]:
+        import io
+
+        self.invoked.append(json.loads(Payload))
+        return {"Payload": io.BytesIO(b'{"Status": "SUCCESS"}')}
+
+
+@pytest.mark.parametrize(("physical_id", "runs_the_registrar"), [("coafi-workflow-registry", False),
+                                                                  ("unknown", True)])
+def test_deploy_local_runs_the_registrar_only_when_the_custom_resource_was_skipped(
+        monkeypatch: pytest.MonkeyPatch, physical_id: str, runs_the_registrar: bool) -> None:
+    from coafi.engine import registrar
+
+    text = json.dumps({"policies": {}, "workflows": {"orders": []}})
+    fake = FakeCloud(physical_id, {"Resources": {
+        "Rules": {"Type": "Custom::CoafiRuleFile", "Properties": {}},
+        "EngineWorkflowRegistry": {"Type": "Custom::CoafiWorkflowRegistry", "Properties": {"ErrorPolicies": text}}}})
+    monkeypatch.setattr(aws, "client", lambda service, **_: fake)
+    registrar.sync_deployed_stack("Coafi")
+    assert fake.invoked == ([{"RequestType": "Sync", "ErrorPolicies": text}] if runs_the_registrar else [])

@@ -556,6 +556,9 @@ def test_the_project_policies_are_registered_in_dynamodb(cloud: None, repo_root:
     assert register_project_policies(repo_root, TABLE) == 2
     assert sorted(p.id for p in registry.list_policies()) == ["permanent-fail", "transient-retry"]  # stale gone
     assert [p.id for p in registry.workflow_policies("resilience-demo")] == ["transient-retry", "permanent-fail"]
+    item = aws.client("dynamodb").get_item(TableName=TABLE, Key={"PK": {"S": "ERRORPOLICY"},
+                                                                 "SK": {"S": "POLICY#transient-retry"}})["Item"]
+    assert item["source"] == {"S": "statemachines/policies/transient-retry.yaml"}  # relative: no machine's path
     found = registry.get_error_policy("ThrottlingError", "task")
     assert found is not None and found.id == "transient-retry"
     assert registry.getErrorPolicy("NotFound", workflow_id="resilience-demo") is not None
