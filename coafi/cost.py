@@ -251,10 +251,25 @@ def revision(root: Path) -> dict[str, Any]:
             done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout if done.returncode == 0 else ""
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return {"commit": git("rev-parse", "--short=12", "HEAD") or None, "modified": changed}
+    # Not stripped: the first entry's status may start with a space (" M path"), and its two columns come first.
+    status = git("status", "--porcelain=v1", "-z", "--untracked-files=no")
+    return {"commit": git("rev-parse", "--short=12", "HEAD").strip() or None, "modified": porcelain_paths(status)}
+
+
+def porcelain_paths(status: str) -> list[str]:
+    """The paths of ``git status --porcelain=v1 -z`` output: ``XY <path>`` entries split by NUL; a rename or
+    copy (``R``/``C``) is followed by a second entry with the path it came from, which is not a changed file."""
+    paths: list[str] = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if "R" in entry[:2] or "C" in entry[:2]:
+            next(entries, None)
+    return paths
 
 
 def save_figures(root: Path, name: str, figures: Mapping[str, Any]) -> Path:

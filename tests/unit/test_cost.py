@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,26 @@ def test_figure_files_round_trip_with_their_machine(tmp_path: Path) -> None:
     assert loaded["example"]["machine"]["nproc"] and "measured_at" in loaded["example"]
     (tmp_path / cost.RESULTS_DIR / "broken.json").write_text("{not json")
     assert set(cost.load_figures(tmp_path / cost.RESULTS_DIR)) == {"example"}
+
+
+def test_the_revision_names_modified_files_in_full(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("alpha.py", "old name.py", "zeta.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    (tmp_path / "alpha.py").write_text("x = 2\n")  # modified in the work tree: " M alpha.py", first entry
+    git("mv", "old name.py", "new name.py")  # staged rename: "R  new name.py", then the old path
+    (tmp_path / "zeta.py").write_text("x = 3\n")
+    git("add", "zeta.py")  # staged: "M  zeta.py"
+    (tmp_path / "untracked.py").write_text("")
+    found = cost.revision(tmp_path)
+    assert sorted(found["modified"]) == ["alpha.py", "new name.py", "zeta.py"]
+    assert found["commit"] and len(found["commit"]) == 12
 
 
 def test_memory_matches_the_functions_the_app_deploys(repo_root: Path) -> None:
