@@ -12,8 +12,12 @@ The estimate follows the path a *successful* execution takes through the compile
 - **DynamoDB** (on-demand): per state-function operation and per action, the write and read units counted by
   ``bench/state_writes.py`` (a TTL stamp written when the execution finishes counts with the operation that
   created the item), else the state store's pattern with items under 1 KB (:data:`DEFAULT_OPERATIONS`).
-- **EventBridge**: one custom event per execution started by its event trigger, plus the events actions were
-  measured to put. **Scheduler**: one invocation per execution started by a schedule.
+- **Engine API** (``trigger: ...`` lines): an execution started by an event trigger or a ``StartWorkflow`` command
+  is started by the API function (``functions/api``, ``coafi.engine.commands``): one more Lambda invocation, its
+  idempotent-start writes (:data:`TRIGGER_STARTS`), and the triggering event (a command: the command and its
+  answer). The execution record and its history are the state function's ``start`` operation, counted above.
+- **EventBridge**: the events actions were measured to put (the trigger's own on the ``trigger:`` lines).
+  **Scheduler**: one invocation per execution started by a schedule (it starts the state machine directly).
 - **SQS**: the task queue is not on the success path (its DLQ only receives failed deliveries): zero.
 - **Sub-workflows** (``startExecution.sync:2``): the child's own execution is added, its definition found next to
   the parent's file.
@@ -110,7 +114,19 @@ DEFAULT_OPERATIONS: dict[str, OpFigures] = {
     "state:wait": OpFigures(requests=4, writes=6, wru=6, reads=1, rru=1),
     "action": OpFigures(requests=2, writes=4, wru=4),  # STARTED and SUCCEEDED events + stamps; own calls unknown
     "external": OpFigures(),  # not COAFI's code: request and duration only
+    # The engine API function starting one execution (coafi/engine/client.py WorkflowClient._start_once as of
+    # f193024): PutItem of the start-key record conditional on its absence, StartExecution (Step Functions bills
+    # its transitions only), UpdateItem of that record with the execution ARN; the record (~0.5 KB) is under 1 KB
+    # and is not stamped when the execution ends (its own partition, TTL set when written). No event is put.
+    "api:trigger-start": OpFigures(requests=2, writes=2, wru=2),
+    # StartWorkflow (coafi/engine/commands.py run_start): the same, after the registry's live pointer and version
+    # (two consistent GetItems of items under 4 KB: 1 RRU each), then the CommandSucceeded answer on the bus.
+    "api:command-start": OpFigures(requests=4, writes=2, wru=2, reads=2, rru=2, events=1),
 }
+#: How an execution starts -> the engine API operation that starts it (``event``: an event trigger's rule targets
+#: the API function; ``command``: a StartWorkflow command on the app's bus). Schedules and manual starts
+#: (``coafi run``, ``WorkflowClient`` in the caller's process) do not invoke it.
+TRIGGER_STARTS = {"event": "api:trigger-start", "command": "api:command-start"}
 #: Write units of one SKIPPED step event (put in batches of 25, then stamped when the execution finishes).
 SKIPPED_EVENT_WRU = 2
 
@@ -251,10 +267,25 @@ def revision(root: Path) -> dict[str, Any]:
             done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout if done.returncode == 0 else ""
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return {"commit": git("rev-parse", "--short=12", "HEAD") or None, "modified": changed}
+    # Not stripped: the first entry's status may start with a space (" M path"), and its two columns come first.
+    status = git("status", "--porcelain=v1", "-z", "--untracked-files=no")
+    return {"commit": git("rev-parse", "--short=12", "HEAD").strip() or None, "modified": porcelain_paths(status)}
+
+
+def porcelain_paths(status: str) -> list[str]:
+    """The paths of ``git status --porcelain=v1 -z`` output: ``XY <path>`` entries split by NUL; a rename or
+    copy (``R``/``C``) is followed by a second entry with the path it came from, which is not a changed file."""
+    paths: list[str] = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if "R" in entry[:2] or "C" in entry[:2]:
+            next(entries, None)
+    return paths
 
 
 def save_figures(root: Path, name: str, figures: Mapping[str, Any]) -> Path:
@@ -326,7 +357,7 @@ class Figures:
 
     def init_of(self, key: str) -> float:
         kind, _, name = key.partition(":")
-        folder = "state" if kind == "state" else name
+        folder = kind if kind in ("state", "api") else name
         return self.init_ms.get(folder, DEFAULT_INIT_MS)
 
 
@@ -364,6 +395,12 @@ class Estimate:
     notes: list[str]
 
     @property
+    def trigger_invocations(self) -> dict[str, int]:
+        """The engine API invocations that start each execution (none unless an event trigger or a command)."""
+        start = TRIGGER_STARTS.get(self.trigger)
+        return {start: 1} if start else {}
+
+    @property
     def total(self) -> float:
         return sum(line.cost for line in self.lines)
 
@@ -378,6 +415,7 @@ class Estimate:
             "per_execution": {
                 "state_transitions": self.usage.transitions,
                 "lambda_invocations": dict(sorted(self.usage.invocations.items())),
+                "trigger_invocations": self.trigger_invocations,
                 "child_executions": dict(sorted(self.usage.children.items())),
                 "skipped_step_records": self.usage.skipped_records,
             },
@@ -394,7 +432,7 @@ class Estimate:
 @dataclass
 class Options:
     executions: int = 1_000
-    trigger: str = "auto"  # auto | event | schedule | manual
+    trigger: str = "auto"  # auto | event | command | schedule | manual
     cold_start_rate: float = DEFAULT_COLD_START_RATE
     duration_ms: float | None = None  # overrides every invocation's billed duration
 
@@ -448,32 +486,53 @@ class Estimator:
     # lines ---------------------------------------------------------------------------------------------------
     def lines(self, usage: Usage, trigger: str) -> list[Line]:
         n = self.options.executions
-        lambda_gb = LAMBDA_MEMORY_MB / 1024
-        requests = sum(usage.invocations.values())
-        gb_seconds = init_gb_seconds = wru = rru = events = 0.0
-        for key, count in usage.invocations.items():
-            op = self.figures.of(key)
-            billed_ms = self.options.duration_ms if self.options.duration_ms is not None else op.duration_ms
-            gb_seconds += count * math.ceil(billed_ms) / 1000 * lambda_gb
-            init_gb_seconds += count * self.options.cold_start_rate * self.figures.init_of(key) / 1000 * lambda_gb
-            wru += count * op.wru
-            rru += count * op.rru
-            events += count * op.events
-        wru += usage.skipped_records * SKIPPED_EVENT_WRU
-        events += 1 if trigger == "event" else 0
-        return [
+        work = self._work(usage.invocations)
+        wru = work.wru + usage.skipped_records * SKIPPED_EVENT_WRU
+        lines = [
             Line("Step Functions state transitions", usage.transitions * n, "transitions",
                  STEP_FUNCTIONS_PER_TRANSITION, "$0.025 / 1K"),
-            Line("Lambda requests", requests * n, "requests", LAMBDA_PER_REQUEST, "$0.20 / 1M"),
-            Line("Lambda duration (256 MB)", gb_seconds * n, "GB-s", LAMBDA_PER_GB_SECOND, "$0.0000166667 / GB-s"),
-            Line(f"Lambda INIT ({self.options.cold_start_rate:.0%} cold starts)", init_gb_seconds * n, "GB-s",
-                 LAMBDA_PER_GB_SECOND, "$0.0000166667 / GB-s"),
+            *self._lambda_lines("", work),
             Line("DynamoDB writes (on-demand)", wru * n, "WRU", DYNAMODB_PER_WRU, "$0.625 / 1M"),
-            Line("DynamoDB reads (on-demand)", rru * n, "RRU", DYNAMODB_PER_RRU, "$0.125 / 1M"),
-            Line("EventBridge custom events", events * n, "events", EVENTBRIDGE_PER_EVENT, "$1.00 / 1M"),
+            Line("DynamoDB reads (on-demand)", work.rru * n, "RRU", DYNAMODB_PER_RRU, "$0.125 / 1M"),
+            Line("EventBridge custom events", work.events * n, "events", EVENTBRIDGE_PER_EVENT, "$1.00 / 1M"),
             Line("EventBridge Scheduler invocations", (1 if trigger == "schedule" else 0) * n, "invocations",
                  SCHEDULER_PER_INVOCATION, "$1.00 / 1M"),
             Line("SQS requests", 0.0, "requests", SQS_PER_REQUEST, "$0.40 / 1M"),
+        ]
+        start = TRIGGER_STARTS.get(trigger)
+        if start is not None:  # the engine API function starts each execution: its own lines
+            api = self._work({start: 1})
+            lines += [
+                *self._lambda_lines("trigger: API ", api),
+                Line("trigger: DynamoDB writes (on-demand)", api.wru * n, "WRU", DYNAMODB_PER_WRU, "$0.625 / 1M"),
+                Line("trigger: DynamoDB reads (on-demand)", api.rru * n, "RRU", DYNAMODB_PER_RRU, "$0.125 / 1M"),
+                Line("trigger: EventBridge custom events", (1 + api.events) * n, "events", EVENTBRIDGE_PER_EVENT,
+                     "$1.00 / 1M"),  # the triggering event or command, and what the API puts (an answer)
+            ]
+        return lines
+
+    def _work(self, invocations: Mapping[str, int]) -> _Work:
+        """What ``invocations`` (key -> count, per execution) use, from the figures."""
+        lambda_gb = LAMBDA_MEMORY_MB / 1024
+        work = _Work(requests=sum(invocations.values()))
+        for key, count in invocations.items():
+            op = self.figures.of(key)
+            billed_ms = self.options.duration_ms if self.options.duration_ms is not None else op.duration_ms
+            work.gb_seconds += count * math.ceil(billed_ms) / 1000 * lambda_gb
+            work.init_gb_seconds += count * self.options.cold_start_rate * self.figures.init_of(key) / 1000 * lambda_gb
+            work.wru += count * op.wru
+            work.rru += count * op.rru
+            work.events += count * op.events
+        return work
+
+    def _lambda_lines(self, prefix: str, work: _Work) -> list[Line]:
+        n = self.options.executions
+        return [
+            Line(f"{prefix}Lambda requests", work.requests * n, "requests", LAMBDA_PER_REQUEST, "$0.20 / 1M"),
+            Line(f"{prefix}Lambda duration (256 MB)", work.gb_seconds * n, "GB-s", LAMBDA_PER_GB_SECOND,
+                 "$0.0000166667 / GB-s"),
+            Line(f"{prefix}Lambda INIT ({self.options.cold_start_rate:.0%} cold starts)", work.init_gb_seconds * n,
+                 "GB-s", LAMBDA_PER_GB_SECOND, "$0.0000166667 / GB-s"),
         ]
 
     def estimate(self, workflow_id: str) -> Estimate:
@@ -484,12 +543,13 @@ class Estimator:
                         self.lines(usage, trigger), self._notes(usage, trigger))
 
     def _notes(self, usage: Usage, trigger: str) -> list[str]:
-        notes = [f"started by: {trigger} trigger" + (" (one custom event each)" if trigger == "event" else "")]
+        notes = [STARTED_BY.get(trigger, f"started by: {trigger} trigger")]
         missing = sorted(child for child in usage.children if child not in self.definitions)
         if missing:
             notes.append(f"sub-workflows not found next to the file, not included: {', '.join(missing)}")
-        measured = sorted({self.figures.of(k).source for k in usage.invocations} - {"default"})
-        defaulted = sorted(k for k in usage.invocations if self.figures.of(k).source == "default")
+        keys = [*usage.invocations, *([TRIGGER_STARTS[trigger]] if trigger in TRIGGER_STARTS else [])]
+        measured = sorted({self.figures.of(k).source for k in keys} - {"default"})
+        defaulted = sorted(k for k in keys if self.figures.of(k).source == "default")
         if self.options.duration_ms is not None:
             notes.append(f"every invocation billed {self.options.duration_ms:g} ms (--duration-ms)")
         if measured:
@@ -502,6 +562,27 @@ class Estimator:
         notes.append("a decision takes its most expensive branch; retries, failures, CloudWatch Logs, X-Ray, "
                      "storage and free tiers are not included")
         return notes
+
+
+@dataclass
+class _Work:
+    """Lambda and DynamoDB use of some invocations, per execution."""
+
+    requests: float = 0.0
+    gb_seconds: float = 0.0
+    init_gb_seconds: float = 0.0
+    wru: float = 0.0
+    rru: float = 0.0
+    events: float = 0.0
+
+
+#: The first note of an estimate: how its executions start, and which lines that adds.
+STARTED_BY = {
+    "event": "started by: event trigger: the engine API function starts each execution (the 'trigger:' lines: its "
+             "invocation, its idempotent-start writes, the triggering event)",
+    "command": "started by: StartWorkflow command: the engine API function starts each execution (the 'trigger:' "
+               "lines: its invocation, registry reads and start writes, the command and its answer event)",
+}
 
 
 def resolve_trigger(definition: Any, wanted: str) -> str:

@@ -17,7 +17,9 @@ from typing import Any
 
 from coafi.definitions import DefinitionError
 
-TRIGGERS = ("auto", "event", "schedule", "manual")
+TRIGGERS = ("auto", "event", "command", "schedule", "manual")
+#: Width of the component column (the longest: "trigger: API Lambda INIT (100% cold starts)").
+COMPONENT_WIDTH = 43
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +34,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("file", type=Path, help="a workflow definition (YAML or JSON)")
     parser.add_argument("--executions", type=_positive_int, default=1_000, help="executions to price (default 1000)")
     parser.add_argument("--trigger", choices=TRIGGERS, default="auto",
-                        help="how executions start (default: the definition's event trigger, else its schedule)")
+                        help="how executions start (default: the definition's event trigger, else its schedule; "
+                        "'command': StartWorkflow commands on the app's bus)")
     parser.add_argument("--cold-start-rate", type=_rate, default=None,
                         help="share of Lambda invocations that are cold starts (default 0.01)")
     parser.add_argument("--duration-ms", type=float, default=None,
@@ -81,20 +84,25 @@ def render(estimate: Any) -> str:
     """The estimate as a table: one row per component, then the total and the notes."""
     usage = estimate.usage
     children = sum(usage.children.values())
+    by_trigger = sum(estimate.trigger_invocations.values())
+    width = COMPONENT_WIDTH
+    rule = "-" * (width + 62)
     lines = [
         f"{estimate.workflow} {estimate.version}: estimated cost of {estimate.executions:,} successful executions "
         "(us-east-1, on demand, USD, no free tier)",
         f"per execution: {usage.transitions} state transitions, {sum(usage.invocations.values())} Lambda "
-        f"invocations" + (f", {children} sub-workflow executions" if children else ""),
+        f"invocations" + (f" (+{by_trigger} engine API, the {estimate.trigger} trigger's)" if by_trigger else "")
+        + (f", {children} sub-workflow executions" if children else ""),
         "",
-        f"{'component':<38} {'quantity':>14} {'unit':<12} {'price':<22} {'cost':>10}",
-        "-" * 100,
+        f"{'component':<{width}} {'quantity':>14} {'unit':<12} {'price':<22} {'cost':>10}",
+        rule,
     ]
     for line in estimate.lines:
-        lines.append(f"{line.component:<38} {_quantity(line.quantity):>14} {line.unit:<12} {line.price_text:<22} "
-                     f"{line.cost:>10.4f}")
-    lines += ["-" * 100, f"{'total':<38} {'':>14} {'':<12} {'':<22} {estimate.total:>10.4f}",
-              f"{'per execution':<38} {'':>14} {'':<12} {'':<22} {estimate.total / estimate.executions:>10.6f}", ""]
+        lines.append(f"{line.component:<{width}} {_quantity(line.quantity):>14} {line.unit:<12} "
+                     f"{line.price_text:<22} {line.cost:>10.4f}")
+    lines += [rule, f"{'total':<{width}} {'':>14} {'':<12} {'':<22} {estimate.total:>10.4f}",
+              f"{'per execution':<{width}} {'':>14} {'':<12} {'':<22} {estimate.total / estimate.executions:>10.6f}",
+              ""]
     lines += [f"- {note}" for note in estimate.notes]
     return "\n".join(lines)
 

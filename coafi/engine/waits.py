@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -297,32 +298,27 @@ class Waits:
 
     # -- completeTask / failTask -------------------------------------------------------------------
     def complete_task(self, request: CompleteTaskRequest) -> TaskOutcome:
-        if request.taskToken is not None:
-            self.tokens.succeed(request.taskToken, request.result)
-            return TaskOutcome(status="COMPLETED", via="token")
-        record = self._claim(request, "COMPLETED")
-        try:
-            self.tokens.succeed(record.taskToken, request.result)
-        except TaskTokenNotActive:
-            raise self._gone(record, "COMPLETED") from None
-        except BaseException:  # not sent (throttled, network): the step still waits, a retry may complete it
-            self.store.end_wait(record, "WAITING", expected="COMPLETED")
-            raise
-        return TaskOutcome(status="COMPLETED", via="step", executionId=record.executionId, stepId=record.stepId)
+        return self._settle(request, "COMPLETED", lambda token: self.tokens.succeed(token, request.result))
 
     def fail_task(self, request: FailTaskRequest) -> TaskOutcome:
+        return self._settle(request, "FAILED", lambda token: self.tokens.fail(token, request.error, request.cause))
+
+    def _settle(self, request: _TaskTarget, status: Literal["COMPLETED", "FAILED"],
+                send: Callable[[str], None]) -> TaskOutcome:
+        """``send(token)`` the step's outcome to Step Functions. By raw token it is sent as is; by execution and
+        step the wait record is claimed first (``_claim``), and released again if the outcome was not sent."""
         if request.taskToken is not None:
-            self.tokens.fail(request.taskToken, request.error, request.cause)
-            return TaskOutcome(status="FAILED", via="token")
-        record = self._claim(request, "FAILED")
+            send(request.taskToken)
+            return TaskOutcome(status=status, via="token")
+        record = self._claim(request, status)
         try:
-            self.tokens.fail(record.taskToken, request.error, request.cause)
+            send(record.taskToken)
         except TaskTokenNotActive:
-            raise self._gone(record, "FAILED") from None
+            raise self._gone(record, status) from None
         except BaseException:  # not sent (throttled, network): the step still waits, a retry may complete it
-            self.store.end_wait(record, "WAITING", expected="FAILED")
+            self.store.end_wait(record, "WAITING", expected=status)
             raise
-        return TaskOutcome(status="FAILED", via="step", executionId=record.executionId, stepId=record.stepId)
+        return TaskOutcome(status=status, via="step", executionId=record.executionId, stepId=record.stepId)
 
     def heartbeat_task(self, request: HeartbeatRequest) -> TaskOutcome:
         """SendTaskHeartbeat: the step keeps waiting (its heartbeatSeconds start again)."""

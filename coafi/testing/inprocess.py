@@ -38,6 +38,8 @@ REGION = "us-east-1"
 TABLE = "coafi-test-state"
 PAYLOAD_BUCKET = "coafi-test-payloads"
 BUS = "coafi-test-bus"
+#: How long closing the cloud waits, at most, for work moto's interpreter still runs (see ``InProcessCloud._settle``).
+SETTLE_SECONDS = 30.0
 STATE_FUNCTION = "coafi-state"
 RULES_FUNCTION = "coafi-rules"
 
@@ -133,7 +135,10 @@ class InProcessCloud:
         from coafi.config import function_settings
 
         assert self._stack is not None
-        self._stack.close()
+        try:
+            self._settle()
+        finally:
+            self._stack.close()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -141,6 +146,29 @@ class InProcessCloud:
                 os.environ[key] = value
         aws._cached.cache_clear()
         function_settings.cache_clear()
+
+    def _settle(self) -> None:
+        """Stop the executions still running and wait for the threads moto's interpreter left behind, before the
+        mock ends. A Task whose step timed out keeps running in its own thread (moto abandons it), as does an
+        execution nobody waited for: their AWS calls would otherwise reach the backends of whichever moto mock the
+        next test starts (its tables, metrics), or the real endpoint."""
+        from moto.stepfunctions.parser.utils import TMP_THREADS
+
+        from coafi import aws
+
+        sfn = aws.client("stepfunctions")
+        for arn in self.state_machines.values():
+            try:
+                for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING"):
+                    for execution in page["executions"]:
+                        sfn.stop_execution(executionArn=execution["executionArn"], cause="in-process cloud closed")
+            except Exception:  # best effort: the threads are waited for below either way
+                continue
+        deadline = time.monotonic() + SETTLE_SECONDS
+        for thread in list(TMP_THREADS):
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
 
     def _set_env(self, values: dict[str, str | None]) -> None:
         for key, value in values.items():

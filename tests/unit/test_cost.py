@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def test_content_generation_takes_nine_transitions_and_eight_invocations(repo_ro
     assert result.trigger == "event"
     lines = {line.component: line for line in result.lines}
     assert lines["Step Functions state transitions"].quantity == 9_000
-    assert lines["EventBridge custom events"].quantity == 1_000
+    assert lines["trigger: EventBridge custom events"].quantity == 1_000  # the triggering event
+    assert lines["EventBridge custom events"].quantity == 0  # no action's events measured (defaults only)
     assert lines["SQS requests"].quantity == 0
 
 
@@ -134,6 +136,80 @@ def test_the_trigger_decides_events_or_schedules(repo_root: Path, tmp_path: Path
     assert scheduled["EventBridge custom events"] == 0
     manual = {line.component: line.quantity for line in estimate(file, tmp_path, trigger="manual").lines}
     assert manual["EventBridge custom events"] == manual["EventBridge Scheduler invocations"] == 0
+
+
+def test_an_event_trigger_adds_the_engine_api_functions_start_on_lines_of_its_own(
+        repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = repo_root / "statemachines" / "content-generation.yaml"
+    event = estimate(file, tmp_path, cold_start_rate=0.0)
+    manual = estimate(file, tmp_path, trigger="manual", cold_start_rate=0.0)
+    trigger_lines = {line.component: line.quantity for line in event.lines if line.component.startswith("trigger:")}
+    assert trigger_lines == {
+        "trigger: API Lambda requests": 1_000,
+        "trigger: API Lambda duration (256 MB)": pytest.approx(1_000 * 0.100 * 0.25),  # default 100 ms at 256 MB
+        "trigger: API Lambda INIT (0% cold starts)": 0,
+        "trigger: DynamoDB writes (on-demand)": 2_000,  # start-key record: conditional put, then its ARN
+        "trigger: DynamoDB reads (on-demand)": 0,
+        "trigger: EventBridge custom events": 1_000,
+    }
+    assert not [line for line in manual.lines if line.component.startswith("trigger:")]
+    assert event.total > manual.total
+    assert event.to_json()["per_execution"]["trigger_invocations"] == {"api:trigger-start": 1}
+    assert cost_cli.run(parse(str(file), "--results", str(tmp_path))) == 0
+    out = capsys.readouterr().out
+    assert "8 Lambda invocations (+1 engine API, the event trigger's)" in out
+    assert "the engine API function starts each execution (the 'trigger:' lines" in out
+
+
+def test_a_start_workflow_command_adds_registry_reads_and_its_answer(repo_root: Path, tmp_path: Path) -> None:
+    file = repo_root / "statemachines" / "content-generation.yaml"
+    lines = {line.component: line.quantity for line in estimate(file, tmp_path, trigger="command").lines}
+    assert lines["trigger: API Lambda requests"] == 1_000
+    assert lines["trigger: DynamoDB reads (on-demand)"] == 2_000  # live pointer and version
+    assert lines["trigger: EventBridge custom events"] == 2_000  # the command and CommandSucceeded
+
+
+def _item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item of strings and numbers (a number at most its digits)."""
+    return sum(len(name.encode()) + len(next(iter(value.values())).encode()) for name, value in item.items())
+
+
+def test_the_engine_api_figures_are_what_a_start_does_on_dynamodb(moto_table: str) -> None:
+    """The defaults of TRIGGER_STARTS, counted: an event-triggered start and a StartWorkflow command against moto."""
+    from coafi import aws
+    from coafi.engine.client import WorkflowClient
+    from coafi.engine.commands import handle
+
+    arn = aws.client("stepfunctions").create_state_machine(
+        name="wf", roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "p", "States": {"p": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    client = WorkflowClient(moto_table, event_bus_name="bus")
+    client.register_workflow("wf", "1.0.0", arn, source="test")
+    calls: list[str] = []
+    aws.client("dynamodb").meta.events.register(
+        "before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    published: list[str] = []
+    body = {"id": "e-1", "source": "x", "detail-type": "Y", "detail": {"n": 1}}
+
+    def counted(key: str, event: dict[str, Any]) -> None:
+        calls.clear()
+        published.clear()
+        outcome = handle(event, client, lambda detail_type, detail: published.append(detail_type), {"wf": arn})
+        assert outcome.ok and outcome.result["started"], outcome
+        figures = cost.DEFAULT_OPERATIONS[key]
+        writes = [c for c in calls if c in ("PutItem", "UpdateItem", "DeleteItem")]
+        reads = [c for c in calls if c in ("GetItem", "Query")]
+        assert (len(calls), len(writes), len(reads), len(published)) == (
+            figures.requests, figures.writes, figures.reads, figures.events), calls
+
+    counted("api:trigger-start", {"coafiTrigger": {"workflowId": "wf"}, "event": body})
+    counted("api:command-start", {"id": "c-1", "source": "app", "detail-type": "StartWorkflow",
+                                  "detail": {"workflowId": "wf", "input": {"n": 2}, "idempotencyKey": "k" * 256}})
+    # every write is one unit (items under 1 KB), every consistent read one (items under 4 KB)
+    items = aws.client("dynamodb").scan(TableName=moto_table)["Items"]
+    start_keys = [item for item in items if item["PK"]["S"].startswith("STARTKEY#")]
+    assert len(start_keys) == 2 and max(_item_bytes(item) for item in start_keys) < 1024
+    assert max(_item_bytes(item) for item in items) < 4096
 
 
 # -- figures --------------------------------------------------------------------------------------------------
@@ -173,6 +249,26 @@ def test_figure_files_round_trip_with_their_machine(tmp_path: Path) -> None:
     assert loaded["example"]["machine"]["nproc"] and "measured_at" in loaded["example"]
     (tmp_path / cost.RESULTS_DIR / "broken.json").write_text("{not json")
     assert set(cost.load_figures(tmp_path / cost.RESULTS_DIR)) == {"example"}
+
+
+def test_the_revision_names_modified_files_in_full(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("alpha.py", "old name.py", "zeta.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    (tmp_path / "alpha.py").write_text("x = 2\n")  # modified in the work tree: " M alpha.py", first entry
+    git("mv", "old name.py", "new name.py")  # staged rename: "R  new name.py", then the old path
+    (tmp_path / "zeta.py").write_text("x = 3\n")
+    git("add", "zeta.py")  # staged: "M  zeta.py"
+    (tmp_path / "untracked.py").write_text("")
+    found = cost.revision(tmp_path)
+    assert sorted(found["modified"]) == ["alpha.py", "new name.py", "zeta.py"]
+    assert found["commit"] and len(found["commit"]) == 12
 
 
 def test_memory_matches_the_functions_the_app_deploys(repo_root: Path) -> None:

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from coafi.local import health, proc
+from coafi.local import harness, health, proc
 from coafi.local.harness import DEFAULT_ENDPOINT, configured_endpoint, localstack_environment
 from coafi.local.install import LAMBDA_PYTHON_VERSIONS, Markers
 from coafi.local.layout import PLUGIN_SOURCE, LocalLayout, find_project_root
@@ -158,7 +158,7 @@ def test_localstack_environment_is_host_mode_offline_with_the_coafi_executor(tmp
     base = {"PATH": "/usr/bin", "AWS_ENDPOINT_URL": "http://x", "PYTHONPATH": "/leak", "VIRTUAL_ENV": "/v"}
     env = localstack_environment(layout, {"python3.12": Path("/py312")}, base=base)
     assert env["OVERRIDE_IN_DOCKER"] == "0"
-    assert env["GATEWAY_LISTEN"] == "127.0.0.1:4566"
+    assert env["GATEWAY_LISTEN"] == f"127.0.0.1:{harness.PORT}"  # COAFI_LOCAL_PORT's, 4566 when unset
     assert env["FILESYSTEM_ROOT"] == str(layout.filesystem_root)
     assert env["LAMBDA_RUNTIME_EXECUTOR"] == "coafi"
     assert env["DNS_ADDRESS"] == "0" and env["DISABLE_EVENTS"] == "1" and env["SKIP_SSL_CERT_DOWNLOAD"] == "1"
@@ -211,6 +211,13 @@ def test_port_owner_finds_a_listening_socket() -> None:
         port = server.getsockname()[1]
         assert proc.port_open("127.0.0.1", port)
         assert proc.port_owner(port) == os.getpid()
+
+
+@pytest.mark.parametrize("port", [4566, 4620])
+def test_localstack_listens_on_the_configured_port(tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "PORT", port)
+    env = localstack_environment(LocalLayout(tmp_path), {}, base={"PATH": "/usr/bin"})
+    assert env["GATEWAY_LISTEN"] == f"127.0.0.1:{port}"
 
 
 def test_importing_coafi_local_is_cheap() -> None:

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from coafi import aws
 from coafi.rules import RuleConflictError, RuleEngine, RuleNotFoundError, RuleStore, RuleValidationError
 from coafi.rules.dynamo import RULES_PK, DynamoRuleStore, from_dynamo, to_dynamo
 from coafi.state import schema
-from tests.unit.test_state_store import atomic_dynamodb_requests
+from tests.unit.conftest import MOTO_TABLE
 
-TABLE = "rules-test"
+TABLE = MOTO_TABLE
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoRuleStore]:
-    from moto import mock_aws
-
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    aws._cached.cache_clear()
-    with mock_aws(), atomic_dynamodb_requests():
-        schema.create_table(aws.client("dynamodb"), TABLE)
-        yield DynamoRuleStore(TABLE)
-    aws._cached.cache_clear()
+def store(moto_table: str) -> DynamoRuleStore:
+    return DynamoRuleStore(moto_table)
 
 
 def rule(rule_id: str, category: str = "pricing", threshold: Any = 100, **extra: Any) -> dict[str, Any]:

@@ -27,33 +27,12 @@ from coafi.state import (
 )
 from coafi.state.codec import MAX_INLINE_BYTES
 from coafi.state.store import BACKSTOP_DAYS
+from tests.unit.conftest import atomic_dynamodb_requests
 
 TABLE = "state-test"
 BUCKET = "state-test-payloads"
 RETENTION_DAYS = 7
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:coafi-demo:run-1"
-
-
-@contextmanager
-def atomic_dynamodb_requests() -> Iterator[None]:
-    """DynamoDB applies each request to an item atomically (a conditional write checks and writes in one step);
-    moto checks the condition and then applies the update without a lock, so two threads can both pass the same
-    check. Serialise moto's handling of each request, as DynamoDB would: the race the state layer must handle,
-    between a read and the conditional write that follows it, stays open."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.Lock()
-    original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DynamoHandler.call_action = original  # type: ignore[method-assign]
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +38,11 @@ from coafi.engine.waits import (
     heartbeat_task,
     signal_workflow,
 )
-from coafi.state import StateStore, schema
+from coafi.state import StateStore
 from coafi.state.codec import now_iso
-from tests.unit.test_state_store import atomic_dynamodb_requests
+from tests.unit.conftest import MOTO_TABLE
 
-TABLE = "waits-test"
+TABLE = MOTO_TABLE
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:coafi-approval:run-1"
 
 
@@ -83,20 +82,10 @@ class RecordingTokens(TaskTokens):
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
-    from moto import mock_aws
-
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    aws._cached.cache_clear()
-    with mock_aws(), atomic_dynamodb_requests():
-        schema.create_table(aws.client("dynamodb"), TABLE)
-        state = StateStore(TABLE)
-        state.start_execution(EXEC, "approval", "1", {"draft": 1}, now_iso())
-        yield state
-    aws._cached.cache_clear()
+def store(moto_table: str) -> StateStore:
+    state = StateStore(moto_table)
+    state.start_execution(EXEC, "approval", "1", {"draft": 1}, now_iso())
+    return state
 
 
 @pytest.fixture
@@ -448,6 +437,26 @@ def test_a_completion_that_never_reached_step_functions_can_be_retried(waits: Wa
     assert waits.store.get_wait(EXEC, "review").status == "WAITING"  # type: ignore[union-attr]
     assert complete_task(execution_id=EXEC, step_id="review", result=2, waits=waits).status == "COMPLETED"
     assert tokens.succeeded == {"tok-r": 2}
+
+
+def test_a_failure_that_never_reached_step_functions_can_be_retried(waits: Waits, tokens: RecordingTokens) -> None:
+    waits.begin_wait(start("review", "tok-r", kind="callback"))
+    tokens.unreachable.add("tok-r")
+    with pytest.raises(ConnectionError):
+        fail_task(execution_id=EXEC, step_id="review", error="Rejected", waits=waits)
+    assert waits.store.get_wait(EXEC, "review").status == "WAITING"  # type: ignore[union-attr]
+    assert fail_task(execution_id=EXEC, step_id="review", error="Rejected", cause="2nd", waits=waits).via == "step"
+    assert tokens.failed == {"tok-r": ("Rejected", "2nd")}
+    assert waits.store.get_wait(EXEC, "review").status == "FAILED"  # type: ignore[union-attr]
+
+
+def test_failing_a_step_that_stopped_waiting_says_so(waits: Waits, tokens: RecordingTokens) -> None:
+    waits.begin_wait(start("review", "tok-r", kind="callback"))
+    tokens.dead.add("tok-r")  # timed out
+    with pytest.raises(NotWaiting, match="stopped waiting before it was completed"):
+        fail_task(execution_id=EXEC, step_id="review", error="Rejected", waits=waits)
+    assert waits.store.get_wait(EXEC, "review").status == "ENDED"  # type: ignore[union-attr]
+    assert tokens.failed == {}
 
 
 def test_a_signal_that_never_reached_step_functions_stays_queued(waits: Waits, tokens: RecordingTokens) -> None:
