@@ -310,13 +310,11 @@ class TaskDispatcher:
         """A Lambda client that never retries an invocation by itself (a retried read timeout would run the
         action twice) and waits ``invoke_timeout`` for the answer."""
         if self._lambda is None:
-            import boto3
             from botocore.config import Config
 
             config = Config(retries={"total_max_attempts": 1}, connect_timeout=5,
                             read_timeout=self.settings.invoke_timeout)
-            self._lambda = boto3.session.Session().client(
-                "lambda", region_name=aws.region(), config=config)
+            self._lambda = aws.new_client("lambda", config)
         return self._lambda
 
 
