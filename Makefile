@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test unit infra e2e bench-smoke lint bench local-up local-down clean
+.PHONY: setup demo test unit integration infra e2e bench-smoke lint bench local-up local-down clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -35,6 +35,9 @@ test: lint
 
 unit: setup
 	$(BIN)/pytest tests/unit
+
+integration: setup  ## workflows run in process: moto's Step Functions interpreter calling the handlers
+	$(BIN)/pytest tests/integration
 
 infra: setup
 	$(BIN)/pytest tests/infra

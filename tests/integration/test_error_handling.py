@@ -32,7 +32,7 @@ from coafi.resilience.policies import ErrorPolicy
 from coafi.resilience.registry import PolicyRegistry, register_project_policies
 from coafi.runtime.action import StepEvent
 from coafi.state import schema
-from tests.unit.conftest import atomic_dynamodb_requests
+from tests.conftest import atomic_dynamodb_requests
 
 TABLE = "resilience-test"
 

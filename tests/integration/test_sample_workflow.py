@@ -9,7 +9,7 @@ import pytest
 
 from coafi.state import StateStore
 from coafi.testing import InProcessCloud
-from tests.unit.test_inprocess_runs import CONTENT_REQUEST, statuses
+from tests.integration.test_inprocess_runs import CONTENT_REQUEST, statuses
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from coafi.engine.waits import (
 )
 from coafi.state import StateStore
 from coafi.state.codec import now_iso
-from tests.unit.conftest import MOTO_TABLE
+from tests.conftest import MOTO_TABLE
 
 TABLE = MOTO_TABLE
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:coafi-approval:run-1"

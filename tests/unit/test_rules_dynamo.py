@@ -10,7 +10,7 @@ import pytest
 from coafi.rules import RuleConflictError, RuleEngine, RuleNotFoundError, RuleStore, RuleValidationError
 from coafi.rules.dynamo import RULES_PK, DynamoRuleStore, from_dynamo, to_dynamo
 from coafi.state import schema
-from tests.unit.conftest import MOTO_TABLE
+from tests.conftest import MOTO_TABLE
 
 TABLE = MOTO_TABLE
 

@@ -27,7 +27,7 @@ from coafi.state import (
 )
 from coafi.state.codec import MAX_INLINE_BYTES
 from coafi.state.store import BACKSTOP_DAYS
-from tests.unit.conftest import atomic_dynamodb_requests
+from tests.conftest import atomic_dynamodb_requests
 
 TABLE = "state-test"
 BUCKET = "state-test-payloads"
