@@ -112,6 +112,11 @@ DEFAULT_OPERATIONS: dict[str, OpFigures] = {
     "state:decide": OpFigures(requests=1, writes=2, wru=2),  # decision event + stamp; SKIPPED events apart
     # a callback/signal step starts waiting (docs/waits.md): STARTED event, wait record, signal channel, + stamps
     "state:wait": OpFigures(requests=4, writes=6, wru=6, reads=1, rru=1),
+    # a schedule step (coafi/saga/ops.py schedule_step): its STARTED and SUCCEEDED events (+ stamps) and the task's
+    # record (TaskStore.create). The task's own run later (queue or Scheduler, dispatcher, action) is not counted.
+    "state:schedule": OpFigures(requests=3, writes=5, wru=5),
+    # any other state function operation: one history event and its stamp
+    "state": OpFigures(requests=1, writes=2, wru=2),
     "action": OpFigures(requests=2, writes=4, wru=4),  # STARTED and SUCCEEDED events + stamps; own calls unknown
     "external": OpFigures(),  # not COAFI's code: request and duration only
     # The engine API function starting one execution (coafi/engine/client.py WorkflowClient._start_once as of
@@ -557,6 +562,9 @@ class Estimator:
         if defaulted:
             notes.append(f"defaults ({DEFAULT_DURATION_MS:g} ms, the store's writes at 1 KB per item) for: "
                          + ", ".join(defaulted))
+        if "state:schedule" in usage.invocations:
+            notes.append("schedule steps: the scheduled task's own run (queue message or schedule, dispatcher, action) "
+                         "is not included")
         if any(k.startswith("action:") and self.figures.of(k).source == "default" for k in usage.invocations):
             notes.append("actions' own AWS calls are only included where bench/state_writes.py counted them")
         notes.append("a decision takes its most expensive branch; retries, failures, CloudWatch Logs, X-Ray, "

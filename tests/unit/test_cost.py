@@ -111,6 +111,25 @@ def test_content_generation_takes_nine_transitions_and_eight_invocations(repo_ro
     assert lines["SQS requests"].quantity == 0
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[2] / "statemachines").glob("*.yaml")))
+def test_every_shipped_workflow_is_priced_with_its_writes_and_what_is_left_out(
+    name: str, repo_root: Path, tmp_path: Path
+) -> None:
+    result = estimate(repo_root / "statemachines" / name, tmp_path)
+    lines = {line.component: line for line in result.lines}
+    assert lines["Step Functions state transitions"].quantity > 0 and lines["DynamoDB writes (on-demand)"].quantity > 0
+    assert result.total > 0
+
+
+def test_a_schedule_step_counts_its_events_and_task_record_and_says_its_task_run_is_not_included(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    result = estimate(repo_root / "statemachines" / "order-saga.yaml", tmp_path)
+    assert result.usage.invocations["state:schedule"] == 1
+    assert cost.DEFAULT_OPERATIONS["state:schedule"].writes == 5  # STARTED, SUCCEEDED (+ stamps), the task record
+    assert any("schedule steps" in note and "not included" in note for note in result.notes)
+
+
 def test_content_campaign_adds_its_children_and_takes_the_embargo_branch(repo_root: Path, tmp_path: Path) -> None:
     result = estimate(repo_root / "statemachines" / "content-campaign.yaml", tmp_path)
     assert result.usage.children == {"content-generation": 3}  # article, summary, and one announcement
