@@ -93,10 +93,17 @@ class CoafiFunction(Construct):
             raise FileNotFoundError(f"{code_dir / 'handler.py'} not found: every function folder needs one")
         self.log_group = self._build_log_group(removal_policy)
         self.role = self._build_role(description)
-        self.function = self._build_function(code_dir, description, layer, environment, function_name)
-        self.node.add_validation(_EnvironmentFits(self.function, description))
+        built = self._build_function(code_dir, description, layer, environment, function_name)
+        self.function: lambda_.Function = built
+        self._environment = built.coafi_environment
+        self.node.add_validation(_EnvironmentFits(built, description))
         self._grant_state_table(table)
         self._suppress_findings()
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The function's environment variables as given (tokens unresolved), ``add_environment`` included."""
+        return dict(self._environment)
 
     def _build_log_group(self, removal_policy: RemovalPolicy) -> logs.LogGroup:
         # Encrypted at rest by CloudWatch Logs (service-managed keys); kept one month.

@@ -68,10 +68,10 @@ def test_every_function_of_a_99_workflow_app_fits_lambdas_4_kb_and_the_dispatche
     stack, _ = large
     functions = _functions(stack)
     assert len(functions) >= len(ACTIONS) + 5
-    sizes = {f.node.path: environment_size(stack, f.function.coafi_environment).total for f in functions}
+    sizes = {f.node.path: environment_size(stack, f.environment).total for f in functions}
     assert max(sizes.values()) <= MAX_ENVIRONMENT_BYTES, sizes
     # the dispatcher, the only function that names actions, with 100 of them (20 characters each)
-    environment = dict(stack.tasks.dispatcher.function.coafi_environment)
+    environment = dict(stack.tasks.dispatcher.environment)
     environment[naming.ACTIONS_ENV] = naming.join_names(f"generated-action-{i:03d}" for i in range(ACTION_COUNT))
     assert environment_size(stack, environment).total <= MAX_ENVIRONMENT_BYTES
 
@@ -100,14 +100,14 @@ def test_the_api_and_the_dispatcher_derive_each_workflows_arn_and_each_actions_f
 def test_the_registrar_gets_what_to_register_from_its_requests_not_its_environment(
         large: tuple[CoafiStack, dict[str, Any]]) -> None:
     stack, _ = large
-    environment = stack.engine.registrar.function.coafi_environment if stack.engine.registrar else {}
+    environment = stack.engine.registrar.environment if stack.engine.registrar else {}
     assert "COAFI_DEPLOYED_WORKFLOWS" not in environment
     assert not [k for k, v in environment.items() if "bench-" in json.dumps(stack.resolve(v))]
 
 
 def test_a_token_counts_at_its_longest(large: tuple[CoafiStack, dict[str, Any]]) -> None:
     stack, _ = large
-    prefix = stack.tasks.dispatcher.function.coafi_environment[naming.STATE_MACHINE_ARN_PREFIX_ENV]
+    prefix = stack.tasks.dispatcher.environment[naming.STATE_MACHINE_ARN_PREFIX_ENV]
     size = environment_size(stack, {"P": prefix})
     longest = f"arn:{'p' * PARTITION}:states:{'r' * REGION}:123456789012:stateMachine:Coafi-"
     assert size.total == len(json.dumps({"P": longest}, separators=(",", ":")))

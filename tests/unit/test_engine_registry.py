@@ -366,5 +366,5 @@ def test_cloudformation_gets_counts_when_the_registered_arns_would_not_fit_its_4
     ((_, body),) = responses.sent
     assert body["Status"] == "SUCCESS"
     assert len(json.dumps(body)) <= 4096
-    assert body["Data"]["RegisteredCount"] == "100"
+    assert body["Data"] == {"ErrorPolicies": "0", "RegisteredCount": "100", "UnregisteredCount": "0"}
     assert registry.resolve("workflow-099").stateMachineArn == f"{ARN}-099:100"
