@@ -10,7 +10,7 @@ retry (a start without an idempotency key uses the event id as its key).
 
 Event triggers of workflow definitions reach the same function as ``{"coafiTrigger": {"workflowId"},
 "event": <the whole event>}`` (an input transformer of the trigger rule) and start that workflow's state machine
-(``COAFI_WORKFLOW_ARNS``; the state machine, not a registered version, as before) with the event as input,
+(``coafi.naming.workflow_arns``; the state machine, not a registered version, as before) with the event as input,
 keyed by the event id: a second delivery of the same event starts nothing.
 
 Adding a command is one entry in ``COMMANDS`` (its rule pattern follows from the keys).
@@ -178,7 +178,7 @@ def handle(event: dict[str, Any], client: WorkflowClient, publish: Callable[[str
         workflow_id = trigger.coafiTrigger.workflowId
         if workflow_id not in workflow_arns:
             raise LookupError(f"trigger of workflow '{workflow_id}', which this stack does not deploy "
-                              f"(COAFI_WORKFLOW_ARNS: {', '.join(sorted(workflow_arns)) or 'none'})")
+                              f"(COAFI_WORKFLOW_IDS: {', '.join(sorted(workflow_arns)) or 'none'})")
         started = client.start_workflow(workflow_id, trigger.event, idempotency_key=f"event:{event_id}",
                                         state_machine_arn=workflow_arns[workflow_id])
         return Outcome(ok=True, kind="trigger", result=started.model_dump(mode="json"))

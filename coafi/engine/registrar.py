@@ -5,8 +5,9 @@ The stack's ``WorkflowRegistry`` custom resource invokes the registrar function 
 (CloudFormation then waits for the answer it PUTs to the request's ``ResponseURL``; every request is answered,
 a malformed one with FAILED and the reason). LocalStack's community edition runs no custom resources (COAFI's
 embedded one does, through its plugin), so when the resource was skipped ``coafi deploy --local`` invokes the same
-function directly with ``{"RequestType": "Sync", "ErrorPolicies": <from the deployed template>}``: it registers
-what its environment (``COAFI_DEPLOYED_WORKFLOWS``) describes, and that policy set.
+function directly with ``{"RequestType": "Sync", "ResourceProperties": <the resource's properties>}``, read from the
+deployed template (``sync_deployed_stack``: each state machine ARN, a reference there, is derived from its fixed
+name). Nothing per workflow is in the function's environment: Lambda limits it to 4 KB.
 
 For each workflow the registrar publishes a Step Functions version of the state machine's current revision
 (idempotent: an unchanged definition gets its existing version back) and registers that version's ARN, so a
@@ -16,7 +17,6 @@ later ``start --version <old>`` runs the old definition, not the newest one.
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,7 +27,8 @@ from coafi.engine.registry import WorkflowRegistry
 if TYPE_CHECKING:
     from coafi.resilience.registry import PolicyRegistry
 
-DEPLOYED_WORKFLOWS_ENV = "COAFI_DEPLOYED_WORKFLOWS"
+#: CloudFormation accepts at most 4,096 bytes of a custom resource's response: its ``Data`` holds counts.
+MAX_RESPONSE_BYTES = 4096
 PHYSICAL_ID = "coafi-workflow-registry"
 RESOURCE_TYPE = "Custom::CoafiWorkflowRegistry"
 
@@ -52,7 +53,8 @@ class RegistrarProperties(BaseModel):
 
 
 class RegistrarEvent(BaseModel):
-    """A CloudFormation custom resource request, or ``{"RequestType": "Sync"}`` from ``coafi deploy``."""
+    """A CloudFormation custom resource request, or ``{"RequestType": "Sync", "ResourceProperties"}`` from
+    ``coafi deploy --local``."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -63,8 +65,6 @@ class RegistrarEvent(BaseModel):
     LogicalResourceId: str = ""
     ResourceProperties: RegistrarProperties | None = None
     OldResourceProperties: RegistrarProperties | None = None
-    #: Sync only: the policy set (the custom resource's ``ErrorPolicies`` property in the deployed template).
-    ErrorPolicies: str | None = None
 
 
 def sync(registry: WorkflowRegistry, sfn: Any, properties: RegistrarProperties, *, publish: bool = True
@@ -132,9 +132,8 @@ def handle(event: dict[str, Any], registry: WorkflowRegistry, sfn: Any,
     properties = request.ResourceProperties
     try:
         if properties is None:
-            properties = RegistrarProperties.model_validate(
-                json.loads(os.environ.get(DEPLOYED_WORKFLOWS_ENV) or "{}"))
-            properties.ErrorPolicies = request.ErrorPolicies
+            raise ValueError(f"a {request.RequestType} request without ResourceProperties: nothing says what to "
+                             "register (coafi deploy --local sends the registry resource's properties)")
         if request.RequestType == "Delete":
             data: dict[str, Any] = {"Unregistered": ",".join(remove(registry, properties))}
             apply_policies(policies, properties, delete=True)
@@ -153,8 +152,21 @@ def handle(event: dict[str, Any], registry: WorkflowRegistry, sfn: Any,
             return {"Status": "FAILED", "Reason": reason}
         raise
     if request.ResponseURL:
-        _respond(request.ResponseURL, event, "SUCCESS", data, "")
+        _respond(request.ResponseURL, event, "SUCCESS", response_data(data), "")
     return {"Status": "SUCCESS", "Data": data}
+
+
+def response_data(data: dict[str, Any]) -> dict[str, Any]:
+    """What CloudFormation gets back: ``data`` if its response fits 4,096 bytes, else how many workflows were
+    registered / unregistered (each version ARN takes ~100 bytes, so a stack of a few dozen workflows would not
+    fit; nothing reads them with ``Fn::GetAtt``, and the registry holds them). Half the limit is kept for the
+    rest of the response (ids, reason)."""
+    if len(json.dumps(data)) <= MAX_RESPONSE_BYTES // 2:
+        return data
+    registered = json.loads(data.get("Registered") or "{}")
+    unregistered = [w for w in str(data.get("Unregistered") or "").split(",") if w]
+    return {**{k: v for k, v in data.items() if k not in ("Registered", "Unregistered")},
+            "RegisteredCount": str(len(registered)), "UnregisteredCount": str(len(unregistered))}
 
 
 def _respond(url: str, event: dict[str, Any], status: str, data: dict[str, Any], reason: str) -> None:
@@ -174,6 +186,8 @@ class RegistryResource(BaseModel):
     logical_id: str
     physical_id: str
     error_policies: str | None  # its ErrorPolicies property (plain JSON text in the template)
+    #: Its properties as written in the template (``Workflows``' state machine ARNs are references there).
+    properties: dict[str, Any] = {}
 
 
 def registry_resource(stack_name: str) -> RegistryResource | None:
@@ -188,18 +202,45 @@ def registry_resource(stack_name: str) -> RegistryResource | None:
         if resource.get("Type") != RESOURCE_TYPE:
             continue
         detail = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
-        policies = resource.get("Properties", {}).get("ErrorPolicies")
+        properties = resource.get("Properties", {})
+        policies = properties.get("ErrorPolicies")
         return RegistryResource(logical_id=logical_id,
                                 physical_id=str(detail["StackResourceDetail"].get("PhysicalResourceId") or ""),
-                                error_policies=policies if isinstance(policies, str) else None)
+                                error_policies=policies if isinstance(policies, str) else None,
+                                properties=properties)
     return None
+
+
+def deployed_properties(resource: RegistryResource, stack_name: str, stack_id: str) -> RegistrarProperties:
+    """The properties CloudFormation would have sent the registrar, from the deployed template: the
+    ``Workflows`` whose ``stateMachineArn`` is a reference (to the workflow's nested stack) get the ARN of their
+    fixed-name state machine (``coafi.naming``), in the stack's partition, region and account (from its id)."""
+    from coafi import naming
+
+    parts = stack_id.split(":")
+    if len(parts) < 6 or parts[0] != "arn":
+        raise RuntimeError(f"stack {stack_name}: cannot read partition, region and account from its id {stack_id!r}")
+    partition, region, account = parts[1], parts[3], parts[4]
+    raw = resource.properties
+    workflows: dict[str, Any] = {}
+    for workflow_id, entry in dict(raw.get("Workflows") or {}).items():
+        entry = dict(entry)
+        if not isinstance(entry.get("stateMachineArn"), str):
+            entry["stateMachineArn"] = naming.state_machine_arn(
+                partition, region, account, naming.state_machine_name(stack_name, workflow_id))
+        workflows[workflow_id] = entry
+    source = raw.get("Source")
+    return RegistrarProperties.model_validate({
+        "Source": source if isinstance(source, str) else f"stack:{stack_name}",
+        "Workflows": workflows, "ErrorPolicies": resource.error_policies})
 
 
 def sync_deployed_stack(stack_name: str) -> dict[str, Any]:
     """``coafi deploy --local``: if the local cloud skipped the stack's registry custom resource (LocalStack's
     community edition without COAFI's plugin), run the deployed registrar function once with what the resource
-    would have sent. Skipped when the resource was answered by the function (its physical id is the registrar's):
-    then everything is registered already. Raises if the stack has no registrar or the function fails."""
+    would have sent (``deployed_properties``). Skipped when the resource was answered by the function (its
+    physical id is the registrar's): then everything is registered already. Raises if the stack has no registrar
+    or the function fails."""
     from coafi import aws
 
     stack = aws.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
@@ -210,7 +251,8 @@ def sync_deployed_stack(stack_name: str) -> dict[str, Any]:
         raise RuntimeError(f"stack {stack_name} has no RegistrarFunctionName output: deploy the current app")
     if resource.physical_id == PHYSICAL_ID:
         return {"Status": "SKIPPED", "Reason": f"{resource.logical_id} was answered by the registrar on deploy"}
-    request = {"RequestType": "Sync", "ErrorPolicies": resource.error_policies}
+    properties = deployed_properties(resource, stack_name, str(stack.get("StackId") or ""))
+    request = {"RequestType": "Sync", "ResourceProperties": properties.model_dump(mode="json")}
     response = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(request))
     payload = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):

@@ -3,12 +3,11 @@ by ``infra/constructs/tasks.py``) or from the deployed stack's outputs (the CLI)
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_RETENTION_DAYS = 30
 
@@ -63,31 +62,36 @@ def _raw_outputs(stack_name: str) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-def _json_map(value: Any) -> Any:
-    if isinstance(value, str):
-        value = json.loads(value) if value.strip() else {}
-    return value
-
-
 class DispatcherSettings(BaseModel):
-    """Environment of the dispatcher function. ``COAFI_ACTION_FUNCTIONS``: JSON object action name -> function
-    name; ``COAFI_WORKFLOW_ARNS``: JSON object workflow id -> state machine ARN. The function may invoke / start
-    exactly these."""
+    """Environment of the dispatcher function. The actions and workflows it may invoke / start, exactly:
+    ``COAFI_ACTIONS`` (comma-separated action names) with ``COAFI_ACTION_FUNCTION_PREFIX`` and
+    ``COAFI_WORKFLOW_IDS`` with ``COAFI_STATE_MACHINE_ARN_PREFIX`` (``coafi.naming``: fixed names, not maps, for
+    Lambda's 4 KB environment), parsed into ``action_functions`` (action -> function name) and ``workflow_arns``
+    (workflow id -> state machine ARN), which may also be given directly."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
     table_name: str = Field(alias="COAFI_TABLE_NAME", min_length=1)
     retention_days: int = Field(DEFAULT_RETENTION_DAYS, alias="COAFI_RETENTION_DAYS", ge=1)
-    action_functions: dict[str, str] = Field(default_factory=dict, alias="COAFI_ACTION_FUNCTIONS")
-    workflow_arns: dict[str, str] = Field(default_factory=dict, alias="COAFI_WORKFLOW_ARNS")
+    action_functions: dict[str, str] = Field(default_factory=dict)
+    workflow_arns: dict[str, str] = Field(default_factory=dict)
     concurrency: int = Field(5, alias="COAFI_DISPATCH_CONCURRENCY", ge=1, le=100)
     invoke_timeout: float = Field(25.0, alias="COAFI_TASK_INVOKE_TIMEOUT", gt=0,
                                   description="seconds an action may take when the dispatcher runs it")
 
-    @field_validator("action_functions", "workflow_arns", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _maps(cls, value: Any) -> Any:
-        return _json_map(value)
+    def _targets(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        from coafi import naming
+
+        data = dict(value)
+        if "action_functions" not in data:
+            data["action_functions"] = naming.action_functions(data)
+        if "workflow_arns" not in data:
+            data["workflow_arns"] = naming.workflow_arns(data)
+        return data
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DispatcherSettings:

@@ -3,10 +3,9 @@ event triggers of workflow definitions (coafi.engine.commands, docs/engine-api.m
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
+from coafi import naming
 from coafi.engine.client import WorkflowClient
 from coafi.engine.commands import event_publisher, handle
 from coafi.telemetry.logger import LazyLogger
@@ -14,7 +13,8 @@ from coafi.telemetry.tracing import traced
 
 logger = LazyLogger()  # Powertools' Logger, made on the first invocation (cold start: BENCHMARKS.md)
 _client: WorkflowClient | None = None
-_workflow_arns: dict[str, str] = json.loads(os.environ.get("COAFI_WORKFLOW_ARNS") or "{}")
+#: workflow id -> state machine ARN, from COAFI_WORKFLOW_IDS and COAFI_STATE_MACHINE_ARN_PREFIX (coafi.naming)
+_workflow_arns: dict[str, str] = naming.workflow_arns()
 
 
 def client() -> WorkflowClient:

@@ -1,7 +1,8 @@
 """Task dispatcher: consumes the task queue and runs each task's action or workflow (coafi.tasks.runtime).
 
-Environment (infra/constructs/tasks.py): COAFI_TABLE_NAME, COAFI_ACTION_FUNCTIONS (JSON action -> function),
-COAFI_WORKFLOW_ARNS (JSON workflow id -> state machine ARN), COAFI_DISPATCH_CONCURRENCY, COAFI_TASK_INVOKE_TIMEOUT.
+Environment (infra/constructs/tasks.py): COAFI_TABLE_NAME, COAFI_ACTIONS and COAFI_ACTION_FUNCTION_PREFIX (the action
+functions), COAFI_WORKFLOW_IDS and COAFI_STATE_MACHINE_ARN_PREFIX (the state machines; coafi.naming),
+COAFI_DISPATCH_CONCURRENCY, COAFI_TASK_INVOKE_TIMEOUT.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""One Lambda function per action folder (``functions/actions/<name>/handler.py``)."""
+"""One Lambda function per action folder (``functions/actions/<name>/handler.py``), named
+``<stack>-action-<name>`` (``coafi.naming.action_function_name``: at most 64 characters, letters, digits, ``-``
+and ``_``; anything else fails the synth naming the folder)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from coafi import naming
 from infra.constructs.core import Core
 from infra.constructs.function import CoafiFunction
 
@@ -23,10 +26,16 @@ class Actions(Construct):
         }
 
     def _build_action(self, name: str, folder: Path) -> CoafiFunction:
+        try:
+            function_name = naming.action_function_name(self.core.config.stack_name, name)
+        except ValueError as exc:
+            raise ValueError(f"{folder}: {exc}") from None
         action = CoafiFunction(
             self,
             name,
             code_dir=folder,
+            # fixed, so the dispatcher derives it from the action's name (coafi.naming, no map in its environment)
+            function_name=function_name,
             description=f"COAFI action {name}",
             layer=self.core.layer,
             table=self.core.table,

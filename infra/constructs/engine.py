@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +33,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
 
+from coafi import naming
 from coafi.engine.commands import COMMANDS
-from coafi.engine.registrar import DEPLOYED_WORKFLOWS_ENV
 from coafi.engine.registrar import RESOURCE_TYPE as REGISTRY_RESOURCE_TYPE
 from coafi.engine.registry import REGISTRY_LEADING_KEYS
 from coafi.resilience.registry import PARTITION as POLICY_PARTITION
@@ -67,6 +67,17 @@ class RegistrarFunction(CoafiFunction):
         self.function.add_to_role_policy(partition_statement(
             table, REGISTRAR_TABLE_ACTIONS, [*REGISTRY_LEADING_KEYS, POLICY_PARTITION],
             operator="ForAllValues:StringEquals"))
+
+
+def workflow_environment(scope: Construct, stack_name: str, workflow_ids: Iterable[str]) -> dict[str, str]:
+    """What a function needs to start the stack's workflows (``coafi.naming.workflow_arns``): their ids and the
+    ARN prefix of their fixed-name state machines, not a map of ARNs (Lambda's 4 KB environment)."""
+    return {
+        naming.WORKFLOW_IDS_ENV: naming.join_names(workflow_ids),
+        naming.STATE_MACHINE_ARN_PREFIX_ENV: Stack.of(scope).format_arn(
+            service="states", resource="stateMachine", resource_name=naming.state_machine_prefix(stack_name),
+            arn_format=ArnFormat.COLON_RESOURCE_NAME),
+    }
 
 
 def trigger_input(workflow_id: str) -> str:
@@ -138,13 +149,9 @@ class Engine(Construct):
     # -- after the workflows are built -----------------------------------------------------------------
     def attach(self, workflows: Mapping[str, WorkflowConstruct]) -> None:
         """Grant the API function the workflows, and register them on every deploy."""
-        machines = {wf_id: wf.state_machine for wf_id, wf in sorted(workflows.items())}
-        stack = Stack.of(self)
-        self.api.function.add_environment(
-            "COAFI_WORKFLOW_ARNS",
-            stack.to_json_string({k: self._machine_arn(wf) for k, wf in sorted(workflows.items())})
-            if machines else "{}")
-        if machines:
+        for key, value in workflow_environment(self, self.core.config.stack_name, workflows).items():
+            self.api.function.add_environment(key, value)
+        if workflows:
             self.api.function.add_to_role_policy(iam.PolicyStatement(
                 actions=["states:StartExecution"],
                 resources=[arn for wf in workflows.values()
@@ -170,7 +177,6 @@ class Engine(Construct):
                                          arn_format=ArnFormat.COLON_RESOURCE_NAME)
 
     def _build_registrar(self, workflows: Mapping[str, WorkflowConstruct]) -> RegistrarFunction:
-        stack = Stack.of(self)
         deployed = {
             wf_id: {
                 "stateMachineArn": wf.state_machine.state_machine_arn,
@@ -190,10 +196,8 @@ class Engine(Construct):
             description=f"COAFI workflow registrar of {self.core.config.stack_name}: registers deployed versions",
             layer=self.core.layer,
             table=self.core.table,
-            environment={
-                **self.core.function_environment("coafi-registrar", event_bus=False),
-                DEPLOYED_WORKFLOWS_ENV: stack.to_json_string(properties),
-            },
+            # what to register comes with each request (the resource's properties): nothing per workflow here
+            environment=self.core.function_environment("coafi-registrar", event_bus=False),
             removal_policy=self.core.removal_policy,
         )
         if workflows:
@@ -206,7 +210,7 @@ class Engine(Construct):
             "WorkflowRegistry",
             service_token=registrar.function.function_arn,
             resource_type=REGISTRY_RESOURCE_TYPE,
-            # not in the environment (Lambda's 4 KB limit): a Sync reads them from the deployed template
+            # ``coafi deploy --local``'s Sync reads them from the deployed template (coafi.engine.registrar)
             properties={**properties, "ErrorPolicies": policies.to_json()},
         )
         return registrar

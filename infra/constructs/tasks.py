@@ -5,7 +5,9 @@ delayed and cron tasks on that queue (coafi/tasks/README.md).
   queue (batches of 10, ``ReportBatchItemFailures``). Its role may consume that queue; read and write only the
   task, worker and idempotency items of the state table (``dynamodb:LeadingKeys``: ``TASK#*``, ``WORKERS``,
   ``IDEMPOTENCY#tasks``); invoke exactly the app's action functions and start exactly its state machines,
-  whose names it gets as JSON maps in ``COAFI_ACTION_FUNCTIONS`` / ``COAFI_WORKFLOW_ARNS``.
+  whose fixed names it derives from ``COAFI_ACTIONS`` / ``COAFI_ACTION_FUNCTION_PREFIX`` and
+  ``COAFI_WORKFLOW_IDS`` / ``COAFI_STATE_MACHINE_ARN_PREFIX`` (``coafi.naming``: no maps, Lambda's 4 KB
+  environment).
 - **Idempotency**: Powertools records live in the state table under ``IDEMPOTENCY#tasks`` (its TTL attribute
   expires them) rather than in a table of their own: no extra table to encrypt, back up and grant, and the
   dispatcher's table access stays one statement scoped by leading keys.
@@ -29,10 +31,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
+from coafi import naming
 from coafi.tasks.settings import OUTPUT_DEAD_LETTER_ARN, OUTPUT_DISPATCHER, OUTPUT_QUEUE_ARN, OUTPUT_SCHEDULER_ROLE
 from coafi.tasks.store import DISPATCHER_LEADING_KEYS
 from infra.constructs.actions import Actions
 from infra.constructs.core import Core
+from infra.constructs.engine import workflow_environment
 from infra.constructs.function import CoafiFunction, partition_statement
 
 if TYPE_CHECKING:
@@ -67,15 +71,13 @@ class Tasks(Construct):
 
     # -- dispatcher -------------------------------------------------------------------------------------------
     def _build_dispatcher(self) -> DispatcherFunction:
-        stack = Stack.of(self)
+        stack_name = self.core.config.stack_name
         environment = {
             **self.core.function_environment("coafi-dispatcher", event_bus=False),
-            "COAFI_ACTION_FUNCTIONS": stack.to_json_string(
-                {name: f.function_name for name, f in self.action_functions.items()}) if self.action_functions
-            else "{}",
-            "COAFI_WORKFLOW_ARNS": stack.to_json_string(
-                {wf_id: m.state_machine_arn for wf_id, m in self.state_machines.items()}) if self.state_machines
-            else "{}",
+            # names, not maps of function names and ARNs (Lambda's 4 KB environment): coafi.naming
+            naming.ACTIONS_ENV: naming.join_names(self.action_functions),
+            naming.ACTION_FUNCTION_PREFIX_ENV: naming.action_function_prefix(stack_name),
+            **workflow_environment(self, stack_name, self.state_machines),
             "COAFI_DISPATCH_CONCURRENCY": str(DISPATCH_CONCURRENCY),
         }
         dispatcher = DispatcherFunction(

@@ -17,13 +17,14 @@ from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from coafi import naming
 from infra import nag
 from infra.constructs.actions import Actions
 from infra.constructs.core import Core
 from infra.constructs.function import LOG_RETENTION
 from infra.discovery import Workflow
 
-MAX_STATE_MACHINE_NAME = 80
+MAX_STATE_MACHINE_NAME = naming.MAX_STATE_MACHINE_NAME
 DEFAULT_LOG_LEVEL = "ERROR"
 #: The managed rule Step Functions uses to follow ``startExecution.sync`` children.
 SYNC_RULE = "StepFunctionsGetEventsForStepFunctionsExecutionRule"
@@ -33,7 +34,7 @@ SCHEDULE_INPUT = {"trigger": "schedule"}
 
 
 def state_machine_name(stack_name: str, workflow_id: str) -> str:
-    name = f"{stack_name}-{workflow_id}"
+    name = naming.state_machine_name(stack_name, workflow_id)
     if len(name) > MAX_STATE_MACHINE_NAME:
         raise ValueError(
             f"state machine name '{name}' is longer than {MAX_STATE_MACHINE_NAME} characters; "

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from coafi import aws
+from coafi import aws, naming
 from coafi.cli.main import main
 from coafi.deploy import StackOutputs
 from coafi.local.schedules import advance_clock, local_clock, tick
@@ -98,12 +98,12 @@ def test_a_permanent_failure_runs_the_compensations_in_reverse(stack: StackOutpu
 
 
 def action_function(stack: StackOutputs, action: str) -> str:
-    """The deployed function of an action (the dispatcher's environment names them)."""
+    """The deployed function of an action (its name is derived from the dispatcher's environment)."""
     outputs = {o["OutputKey"]: o["OutputValue"] for o in aws.client("cloudformation").describe_stacks(
         StackName=stack.stack_name)["Stacks"][0]["Outputs"]}
     env = aws.client("lambda").get_function_configuration(
         FunctionName=outputs["TaskDispatcherFunctionName"])["Environment"]
-    return str(json.loads(env["Variables"]["COAFI_ACTION_FUNCTIONS"])[action])
+    return naming.action_functions(env["Variables"])[action]
 
 
 @pytest.fixture

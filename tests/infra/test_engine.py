@@ -59,8 +59,9 @@ def test_the_api_function_starts_only_the_stacks_workflows_and_their_versions(sa
         assert statement["Resource"] != "*" or _actions(statement) <= {
             "xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
     environment = sample.resources[api]["Properties"]["Environment"]["Variables"]
-    assert {"COAFI_TABLE_NAME", "COAFI_EVENT_BUS_NAME", "COAFI_WORKFLOW_ARNS", "COAFI_PAYLOAD_BUCKET"} <= set(
-        environment)
+    assert {"COAFI_TABLE_NAME", "COAFI_EVENT_BUS_NAME", "COAFI_WORKFLOW_IDS", "COAFI_STATE_MACHINE_ARN_PREFIX",
+            "COAFI_PAYLOAD_BUCKET"} <= set(environment)
+    assert sorted(environment["COAFI_WORKFLOW_IDS"].split(",")) == sorted(WORKFLOWS)
 
 
 def test_commands_reach_the_api_function_and_failures_end_in_the_dead_letter_queue(sample: Synth) -> None:
@@ -128,3 +129,4 @@ def test_every_deploy_registers_the_definitions_error_policies_through_the_custo
     # not in the function's environment (Lambda's 4 KB limit; a Sync reads them from the deployed template)
     environment = sample.resources[registrar]["Properties"]["Environment"]["Variables"]
     assert "ErrorPolicies" not in json.dumps(environment)
+    assert not [w for w in WORKFLOWS if w in json.dumps(environment)]

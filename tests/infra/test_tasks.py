@@ -14,6 +14,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 from cdk_nag import AwsSolutionsChecks
 
+from coafi import naming
 from coafi.tasks.store import DISPATCHER_LEADING_KEYS
 from infra.config import CoafiConfig
 from infra.constructs.tasks import TABLE_ACTIONS, Tasks
@@ -88,14 +89,17 @@ def test_the_dispatcher_knows_exactly_the_apps_actions_and_workflows(synth: Synt
     assert env["COAFI_TABLE_NAME"] == {"Ref": table_id}
     assert env["POWERTOOLS_SERVICE_NAME"] == "coafi-dispatcher"
     assert "COAFI_EVENT_BUS_NAME" not in env
-    actions = env["COAFI_ACTION_FUNCTIONS"]["Fn::Join"][1]
-    text = "".join(p if isinstance(p, str) else json.dumps(p["Ref"]) for p in actions)
-    assert sorted(p["Ref"] for p in actions if isinstance(p, dict)) == _action_function_ids(synth)
-    assert '"echo":"' in text and '"store":"' in text and '"unused":"' in text
-    workflows = env["COAFI_WORKFLOW_ARNS"]["Fn::Join"][1]
-    machines = _ids(synth, "AWS::StepFunctions::StateMachine")
-    assert sorted(p["Ref"] for p in workflows if isinstance(p, dict)) == machines
-    assert '"child":"' in "".join(p for p in workflows if isinstance(p, str))
+    # names and a prefix each, from which it derives the fixed names (coafi.naming): no maps (Lambda's 4 KB)
+    action_names = {synth.resources[k]["Properties"]["FunctionName"] for k in _action_function_ids(synth)}
+    assert set(naming.action_functions(env).values()) == action_names
+    assert env["COAFI_ACTIONS"] == "echo,store,unused"
+    assert env["COAFI_WORKFLOW_IDS"] == "child,parent"
+    prefix = "".join(p if isinstance(p, str) else "|" + p["Ref"] + "|"
+                     for p in env["COAFI_STATE_MACHINE_ARN_PREFIX"]["Fn::Join"][1])
+    assert prefix == "arn:|AWS::Partition|:states:|AWS::Region|:|AWS::AccountId|:stateMachine:Focus-"
+    machines = sorted(m["Properties"]["StateMachineName"] for m in synth.of_type(
+        "AWS::StepFunctions::StateMachine").values())
+    assert [prefix.rsplit(":", 1)[1] + w for w in env["COAFI_WORKFLOW_IDS"].split(",")] == machines
 
 
 def test_the_dispatcher_role_reads_its_queue_writes_its_table_keys_and_runs_exactly_the_apps_targets(

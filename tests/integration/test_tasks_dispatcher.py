@@ -332,8 +332,13 @@ def test_the_lambda_handler_reads_its_environment(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = dispatcher_settings(cloud)
-    monkeypatch.setenv("COAFI_ACTION_FUNCTIONS", json.dumps(settings.action_functions))
-    monkeypatch.setenv("COAFI_WORKFLOW_ARNS", json.dumps(settings.workflow_arns))
+    # as deployed: names and one prefix each (coafi.naming); the in-process cloud names its functions after the
+    # actions and its state machines coafi-<workflow id>
+    workflow_id, arn = next(iter(settings.workflow_arns.items()))
+    monkeypatch.setenv("COAFI_ACTIONS", ",".join(settings.action_functions))
+    monkeypatch.setenv("COAFI_ACTION_FUNCTION_PREFIX", "")
+    monkeypatch.setenv("COAFI_WORKFLOW_IDS", ",".join(settings.workflow_arns))
+    monkeypatch.setenv("COAFI_STATE_MACHINE_ARN_PREFIX", arn.removesuffix(workflow_id))
     monkeypatch.setenv("COAFI_DISPATCH_CONCURRENCY", "2")
     spec = importlib.util.spec_from_file_location("coafi_dispatcher_handler",
                                                   repo_root / "functions" / "dispatcher" / "handler.py")
@@ -345,4 +350,6 @@ def test_the_lambda_handler_reads_its_environment(
     response = module.handler(sqs_event(messages, resources.queue_arn), FakeLambdaContext())
     assert response == {"batchItemFailures": []}
     assert module.runtime().concurrency == 2
+    targets = module.runtime().dispatcher.targets
+    assert (targets.actions, targets.workflows) == (settings.action_functions, settings.workflow_arns)
     assert CALLS[record.id] == 1

@@ -105,19 +105,27 @@ class Publisher:
         return {"stateMachineVersionArn": f"{kwargs['stateMachineArn']}:{len(self.calls)}"}
 
 
-def test_a_sync_request_registers_published_versions_from_the_environment(
-        registry: WorkflowRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sync_request_registers_published_versions_of_the_properties_it_carries(
+        registry: WorkflowRegistry) -> None:
     properties = {"Source": "stack:Coafi", "Workflows": {
         "orders": {"stateMachineArn": ARN, "version": "3.0.0", "definitionSha256": "cd" * 32}}}
-    monkeypatch.setenv("COAFI_DEPLOYED_WORKFLOWS", json.dumps(properties))
     publisher = Publisher()
-    answer = handle({"RequestType": "Sync"}, registry, publisher)
+    answer = handle({"RequestType": "Sync", "ResourceProperties": properties}, registry, publisher)
     assert answer["Status"] == "SUCCESS"
     assert publisher.calls == [{"stateMachineArn": ARN, "description": "3.0.0 (cdcdcdcdcdcd)"}]
     assert registry.resolve("orders").stateMachineArn == ARN + ":1"
-    assert handle({"RequestType": "Delete"}, registry, publisher)["Data"] == {"Unregistered": "orders"}
+    assert handle({"RequestType": "Delete", "ResourceProperties": properties}, registry, publisher)["Data"] == \
+        {"Unregistered": "orders"}
     with pytest.raises(WorkflowNotRegistered):
         registry.resolve("orders")
+
+
+def test_a_sync_request_without_properties_is_refused_not_taken_as_an_empty_stack(
+        registry: WorkflowRegistry) -> None:
+    registry.register_workflow("orders", "1.0.0", ARN + ":1", source="test")
+    with pytest.raises(ValueError, match="Sync request without ResourceProperties"):
+        handle({"RequestType": "Sync"}, registry, Publisher())
+    assert registry.resolve("orders").version == "1.0.0"
 
 
 def test_an_update_unregisters_the_workflows_the_stack_no_longer_deploys(registry: WorkflowRegistry) -> None:
@@ -290,14 +298,11 @@ def test_every_answer_keeps_one_physical_id(registry: WorkflowRegistry, monkeypa
         [("SUCCESS", "coafi-workflow-registry")] * 3
 
 
-def test_a_sync_request_registers_the_policy_set_it_carries(
-        registry: WorkflowRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sync_request_registers_the_policy_set_it_carries(registry: WorkflowRegistry) -> None:
     from coafi.resilience.registry import PolicyRegistry
 
     props = policy_props({"orders": [policy("p")]})
-    monkeypatch.setenv("COAFI_DEPLOYED_WORKFLOWS", json.dumps({k: v for k, v in props.items()
-                                                               if k != "ErrorPolicies"}))
-    answer = handle({"RequestType": "Sync", "ErrorPolicies": props["ErrorPolicies"]}, registry, Publisher())
+    answer = handle({"RequestType": "Sync", "ResourceProperties": props}, registry, Publisher())
     assert answer["Status"] == "SUCCESS"
     assert [p.id for p in PolicyRegistry(TABLE).workflow_policies("orders")] == ["p"]
 
@@ -311,7 +316,8 @@ class FakeCloud:
         self.invoked: list[dict[str, object]] = []
 
     def describe_stacks(self, StackName: str) -> dict[str, object]:
-        return {"Stacks": [{"Outputs": [{"OutputKey": "RegistrarFunctionName", "OutputValue": "registrar"}]}]}
+        return {"Stacks": [{"StackId": f"arn:aws:cloudformation:eu-west-1:000000000000:stack/{StackName}/1-2-3",
+                            "Outputs": [{"OutputKey": "RegistrarFunctionName", "OutputValue": "registrar"}]}]}
 
     def describe_stack_resource(self, StackName: str, LogicalResourceId: str) -> dict[str, object]:
         assert LogicalResourceId == "EngineWorkflowRegistry"
@@ -335,9 +341,30 @@ def test_deploy_local_runs_the_registrar_only_when_the_custom_resource_was_skipp
     from coafi.engine import registrar
 
     text = json.dumps({"policies": {}, "workflows": {"orders": []}})
+    # as deployed: the state machine's ARN is a reference to the workflow's nested stack
+    orders = {"stateMachineArn": {"Fn::GetAtt": ["WorkflowsordersNestedStack", "Outputs.CoafiMachineRef"]},
+              "version": "2.0.0", "definitionSha256": "ab" * 32}
     fake = FakeCloud(physical_id, {"Resources": {
         "Rules": {"Type": "Custom::CoafiRuleFile", "Properties": {}},
-        "EngineWorkflowRegistry": {"Type": "Custom::CoafiWorkflowRegistry", "Properties": {"ErrorPolicies": text}}}})
+        "EngineWorkflowRegistry": {"Type": "Custom::CoafiWorkflowRegistry", "Properties": {
+            "ServiceToken": {"Fn::GetAtt": ["Registrar", "Arn"]}, "Source": "stack:Coafi",
+            "Workflows": {"orders": orders}, "ErrorPolicies": text}}}})
     monkeypatch.setattr(aws, "client", lambda service, **_: fake)
     registrar.sync_deployed_stack("Coafi")
-    assert fake.invoked == ([{"RequestType": "Sync", "ErrorPolicies": text}] if runs_the_registrar else [])
+    expected = {"Source": "stack:Coafi", "ErrorPolicies": text, "Workflows": {"orders": {
+        **orders, "stateMachineArn": "arn:aws:states:eu-west-1:000000000000:stateMachine:Coafi-orders"}}}
+    assert fake.invoked == ([{"RequestType": "Sync", "ResourceProperties": expected}] if runs_the_registrar else [])
+
+
+def test_cloudformation_gets_counts_when_the_registered_arns_would_not_fit_its_4096_byte_response(
+        registry: WorkflowRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    responses = Responses(monkeypatch)
+    props = {"Source": "stack:Coafi", "Workflows": {
+        f"workflow-{i:03d}": {"stateMachineArn": f"{ARN}-{i:03d}", "version": "1.0.0"} for i in range(100)}}
+    answer = handle({**CFN, "RequestType": "Create", "ResourceProperties": props}, registry, Publisher())
+    assert len(json.loads(answer["Data"]["Registered"])) == 100  # the Lambda's own answer keeps them all
+    ((_, body),) = responses.sent
+    assert body["Status"] == "SUCCESS"
+    assert len(json.dumps(body)) <= 4096
+    assert body["Data"] == {"ErrorPolicies": "0", "RegisteredCount": "100", "UnregisteredCount": "0"}
+    assert registry.resolve("workflow-099").stateMachineArn == f"{ARN}-099:100"
