@@ -19,6 +19,7 @@ its own process group. LocalStack keeps it warm between invocations (``LAMBDA_KE
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -28,7 +29,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -343,13 +343,18 @@ class CoafiProcessRuntimeExecutor(RuntimeExecutor):
             self._pending = None
 
     def _send(self, payload: dict[str, str]) -> None:
-        url = f"http://127.0.0.1:{self.executor_endpoint.container_port}/invoke"
-        request = urllib.request.Request(
-            url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(request, timeout=10) as response:
+        """POST the invocation to the environment's runtime (plain HTTP on loopback). http.client, not urllib's
+        opener: building one creates an SSL context, ~20 ms of CPU per invocation."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.executor_endpoint.container_port, timeout=10)
+        try:
+            connection.request("POST", "/invoke", body=json.dumps(payload).encode(),
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
             response.read()
+            if response.status >= 400:
+                raise LambdaRuntimeException(f"the runtime refused the invocation: HTTP {response.status}")
+        finally:
+            connection.close()
 
     def _time_out(self, request_id: str, timeout_s: float, future: Future[InvocationResult]) -> InvocationResult:
         process = self._process
