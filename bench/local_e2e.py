@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/local_e2e.py [--runs N] [--concurrent 50] [--keep]
 
-NOT YET MEASURED: this script has not been run; its figures are missing from BENCHMARKS.md. It starts (or reuses)
-the embedded LocalStack on port 4566 (``coafi.local.harness.up``), deploys the app there
-(``coafi.deploy.deploy(local=True)``), then:
+Its latest figures are in BENCHMARKS.md. It starts (or reuses) the embedded LocalStack on port 4566, or
+``COAFI_LOCAL_PORT`` (``coafi.local.harness.up``), deploys the app there (``coafi.deploy.deploy(local=True)``),
+then:
 
 1. **baseline**: a one-state ``Pass`` machine created next to the app, run ``--runs`` times: the floor of a
    Step Functions execution on this LocalStack, measured in the same command;
