@@ -25,9 +25,11 @@ Figures are the best of N runs, interleaved (noise from other work on the machin
 medians are in the JSON). Two variants: **source only** (copies of the folders *without*
 bytecode: Lambda's ``/var/task`` and ``/opt`` are read-only, so every cold start compiles every module from
 source; the "as_deployed" key in the JSON, which is what layers built before recipe 2 shipped) and **with
-bytecode** (the same copies compiled first, unchecked-hash ``.pyc``: what the layer ships since
-``infra/bundling.py`` recipe 2). One more ``-X importtime`` run per function, source only, says where the time
-goes.
+bytecode** (the layer and the runtime's SDK compiled first, unchecked-hash ``.pyc``; the function folders stay
+source, as CDK packages them: what deploys since ``infra/bundling.py`` recipe 2). One more ``-X importtime`` run
+per function and variant says where the time goes. In the same run, with bytecode, the **floors**: pydantic and
+one model, the same after ``import coafi`` (no plugin discovery), and with Powertools' Logger imported too: what
+any handler that validates its event with a model pays.
 
 Also each function's deployment package (its folder zipped, as CDK excludes) and the layer's size, zipped and
 unzipped. Written to ``bench/results/cold_start.json`` (``coafi cost`` reads the INIT durations).
@@ -160,7 +162,8 @@ class Sandbox:
 
     def compile(self, python: Path, include_runtime_only: bool = False) -> None:
         """Unchecked-hash bytecode for the copies (with the interpreter that will run them)."""
-        targets = [self.runtime] if include_runtime_only else [self.runtime, self.layer, *self.tasks.values()]
+        # the functions' own folders stay source only, as deployed (infra/constructs/function.py CODE_EXCLUDES)
+        targets = [self.runtime] if include_runtime_only else [self.runtime, self.layer]
         for target in targets:
             subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
                             "unchecked-hash", str(target)], check=True, capture_output=True)
@@ -311,6 +314,31 @@ def largest(values: dict[str, float], n: int) -> dict[str, float]:
     return dict(sorted(values.items(), key=lambda kv: kv[1], reverse=True)[:n])
 
 
+#: Functions that build no pydantic model at import (the dispatcher's runtime comes with its first message).
+DEFERS_PYDANTIC = frozenset({"dispatcher"})
+#: Baselines in the same run (with bytecode, the layer on the path): what pydantic and Powertools cost by themselves,
+#: the floor under every handler that validates its event with a model.
+FLOORS = {
+    "pydantic, one model": "\nfrom pydantic import BaseModel\nclass M(BaseModel):\n    x: int",
+    "the same after `import coafi` (no plugin discovery)":
+        "\nimport coafi\nfrom pydantic import BaseModel\nclass M(BaseModel):\n    x: int",
+    "the same plus Powertools' Logger imported":
+        "\nimport coafi\nfrom aws_lambda_powertools import Logger\nfrom pydantic import BaseModel\n"
+        "class M(BaseModel):\n    x: int",
+}
+
+
+def measure_floors(python: Path, sandbox: Sandbox, name: str, runs: int, env: dict[str, str]) -> dict[str, float]:
+    """Each floor's CPU ms over bare Python (best of ``runs``, interleaved with bare)."""
+    bare: list[float] = []
+    samples: dict[str, list[float]] = {label: [] for label in FLOORS}
+    for _ in range(runs):
+        bare.append(timed(python, program(sandbox, name, ""), env).cpu_ms)
+        for label, body in FLOORS.items():
+            samples[label].append(timed(python, program(sandbox, name, body), env).cpu_ms)
+    return {label: min(values) - min(bare) for label, values in samples.items()}
+
+
 def measure_function(python: Path, sandbox: Sandbox, name: str, runs: int, env: dict[str, str]) -> dict[str, Any]:
     cold = measure(python, sandbox, name, runs, env).summary()
     return {"as_deployed": cold, "importtime_as_deployed": breakdown(python, sandbox, name, env),
@@ -333,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
              f"layer: {layer.relative_to(REPO_ROOT)} (built by infra/bundling.py for CPython 3.12)",
              f"runtime SDK: {sdk_note}, compiled (assumed shipped with bytecode by the runtime)"]
     rows: dict[str, dict[str, Any]] = {}
+    floors: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="coafi-cold-") as tmp:
         sandbox = Sandbox.create(Path(tmp), folders, layer, sdk)
         sandbox.compile(python, include_runtime_only=True)
@@ -344,12 +373,24 @@ def main(argv: list[str] | None = None) -> int:
             for name in folders:
                 rows[name]["with_bytecode"] = measure(python, sandbox, name, args.runs, env).summary()
                 rows[name]["importtime_with_bytecode"] = breakdown(python, sandbox, name, env)
+            floors = measure_floors(python, sandbox, next(iter(folders)), args.runs, env)
     for name, folder in folders.items():
         rows[name]["package_bytes"], rows[name]["package_unzipped_bytes"] = zipped_size(folder, CODE_EXCLUDES)
     layer_sizes = zipped_size(layer, LAYER_EXCLUDES)
     print(report(rows, layer_sizes, notes))
+    if floors:
+        print("\nbaselines, same run, with bytecode (CPU ms over bare Python):")
+        for label, value in floors.items():
+            print(f"  {label}: {value:.0f}")
+        floor = floors["the same after `import coafi` (no plugin discovery)"]
+        over = {n: r["with_bytecode"]["import_over_bare_ms"] for n, r in rows.items()
+                if "with_bytecode" in r and n not in DEFERS_PYDANTIC}
+        print(f"  handlers with models at import over that floor: {min(over.values()) - floor:.0f} to "
+              f"{max(over.values()) - floor:.0f} ms "
+              f"({min(over.values()) / floor:.2f}x to {max(over.values()) / floor:.2f}x the floor)")
     if not args.no_save:
         path = save_figures(REPO_ROOT, "cold_start", {
+            "floors_over_bare_ms": floors,
             "interpreter": python_note, "runtime_sdk": sdk_note, "runs": args.runs, "goal_ms": GOAL_MS,
             "layer_bytes": layer_sizes[0], "layer_unzipped_bytes": layer_sizes[1], "functions": rows,
         })
