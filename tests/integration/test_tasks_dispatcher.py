@@ -31,7 +31,7 @@ from coafi.tasks import (
 )
 from coafi.tasks.runtime import DispatcherRuntime
 from coafi.tasks.store import IDEMPOTENCY_PK
-from coafi.tasks.testing import FakeLambdaContext, TaskResources, create_task_resources, receive, sqs_event
+from coafi.tasks.testing import FakeLambdaContext, TaskResources, receive, sqs_event
 from coafi.testing import InProcessCloud
 from coafi.testing.inprocess import STATE_FUNCTION, TABLE
 
@@ -66,16 +66,6 @@ def cloud(fixture_project: Path, repo_root: Path) -> Iterator[InProcessCloud]:
     with InProcessCloud(fixture_project, definitions=definitions, core_root=repo_root,
                         extra_handlers={"count": count, "gauge": gauge}) as cloud:
         yield cloud
-
-
-@pytest.fixture
-def resources(cloud: InProcessCloud) -> TaskResources:
-    return create_task_resources()
-
-
-@pytest.fixture
-def scheduler(resources: TaskResources) -> TaskScheduler:
-    return TaskScheduler(resources.settings(TABLE))
 
 
 def dispatcher_settings(cloud: InProcessCloud) -> DispatcherSettings:

@@ -22,7 +22,7 @@ from coafi.tasks import (
     TaskSchedulingError,
     TaskStatus,
 )
-from coafi.tasks.testing import TaskResources, create_task_resources, receive
+from coafi.tasks.testing import TaskResources, receive
 from coafi.testing import InProcessCloud
 from coafi.testing.inprocess import TABLE
 
@@ -33,16 +33,6 @@ NOW = datetime(2026, 11, 25, 9, 0, 0, tzinfo=UTC)
 def cloud(fixture_project: Path, repo_root: Path) -> Iterator[InProcessCloud]:
     with InProcessCloud(fixture_project, definitions=[], core_root=repo_root) as cloud:
         yield cloud
-
-
-@pytest.fixture
-def resources(cloud: InProcessCloud) -> TaskResources:
-    return create_task_resources()
-
-
-@pytest.fixture
-def scheduler(resources: TaskResources) -> TaskScheduler:
-    return TaskScheduler(resources.settings(TABLE))
 
 
 @pytest.fixture
