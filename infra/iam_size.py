@@ -152,10 +152,14 @@ def policy_problems(root: Stack) -> list[str]:
                 f"limit for a role; largest statements: {_summary(size)}")
     for managed, size in managed_policy_sizes(root):
         if size.total > MAX_MANAGED_POLICY:
+            stack = Stack.of(managed)
+            roles = {str(stack.resolve(r.logical_id)): r for r in _own(stack, iam.CfnRole)}
+            attached = [_role_label(roles[ref["Ref"]]) for ref in _as_list(stack.resolve(managed.roles))
+                        if isinstance(ref, dict) and ref.get("Ref") in roles]
             problems.append(
-                f"managed policy '{_path(managed)}' may take {size.total} characters once deployed (whitespace not "
-                f"counted, tokens at their longest), over IAM's {MAX_MANAGED_POLICY}-character limit; largest "
-                f"statements: {_summary(size)}")
+                f"managed policy '{_path(managed)}' (of role {', '.join(attached) or 'none'}) may take {size.total} "
+                f"characters once deployed (whitespace not counted, tokens at their longest), over IAM's "
+                f"{MAX_MANAGED_POLICY}-character limit; largest statements: {_summary(size)}")
     return problems
 
 
