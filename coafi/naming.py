@@ -2,11 +2,17 @@
 
 Lambda limits a function's environment to 4 KB (its variables as JSON), so the functions that start workflows or
 invoke actions (the engine API, the task dispatcher) do not get maps of ARNs or function names: every state
-machine is named ``<stack>-<workflow id>`` and every action function ``<stack>-action-<action>``, so they get the
+machine is named ``<stack>_<workflow id>`` and every action function ``<stack>_action-<action>``, so they get the
 ids (``COAFI_WORKFLOW_IDS``, ``COAFI_ACTIONS``: comma-separated) and one prefix each
-(``COAFI_STATE_MACHINE_ARN_PREFIX``: ``arn:<partition>:states:<region>:<account>:stateMachine:<stack>-``;
-``COAFI_ACTION_FUNCTION_PREFIX``: ``<stack>-action-``) and derive the rest (``workflow_arns``,
+(``COAFI_STATE_MACHINE_ARN_PREFIX``: ``arn:<partition>:states:<region>:<account>:stateMachine:<stack>_``;
+``COAFI_ACTION_FUNCTION_PREFIX``: ``<stack>_action-``) and derive the rest (``workflow_arns``,
 ``action_functions``). ``infra/constructs`` names the resources with the same functions.
+
+The same prefixes scope the IAM grants on "all of this app's state machines / action functions" (``<stack>_*``,
+``<stack>_action-*``: one resource whatever the number of workflows, IAM's policy size limits). The separator is
+``_`` because no stack name holds one (CloudFormation allows letters, digits and ``-`` only): the first ``_`` of a
+name ends its stack's name, so ``Coafi_*`` never matches a resource of stack ``Coafi-dev`` (``Coafi-dev_...``),
+which ``Coafi-*`` would.
 
 Imported by the functions at cold start: nothing here imports more than the standard library's ``re``.
 """
@@ -27,14 +33,25 @@ STATE_MACHINE_ARN_PREFIX_ENV = "COAFI_STATE_MACHINE_ARN_PREFIX"
 ACTIONS_ENV = "COAFI_ACTIONS"
 ACTION_FUNCTION_PREFIX_ENV = "COAFI_ACTION_FUNCTION_PREFIX"
 SEPARATOR = ","
+#: Between the stack name and the rest of a resource name; no stack name may hold it.
+STACK_SEPARATOR = "_"
+STACK_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")  # CloudFormation's stack names
+
+
+def _stack_prefix(stack_name: str) -> str:
+    if not STACK_NAME_PATTERN.match(stack_name):
+        raise ValueError(f"stack name {stack_name!r}: CloudFormation allows letters, digits and '-', starting with a "
+                         f"letter; COAFI's resource names and IAM grants rely on it holding no {STACK_SEPARATOR!r}")
+    return stack_name + STACK_SEPARATOR
 
 
 def state_machine_prefix(stack_name: str) -> str:
-    return f"{stack_name}-"
+    """``<stack>_``: what every state machine of the stack is named with, and no other stack's."""
+    return _stack_prefix(stack_name)
 
 
 def state_machine_name(stack_name: str, workflow_id: str) -> str:
-    """``<stack>-<workflow id>`` (the caller checks the 80-character limit: infra/constructs/workflow.py)."""
+    """``<stack>_<workflow id>`` (the caller checks the 80-character limit: infra/constructs/workflow.py)."""
     return state_machine_prefix(stack_name) + workflow_id
 
 
@@ -43,11 +60,12 @@ def state_machine_arn(partition: str, region: str, account: str, name: str) -> s
 
 
 def action_function_prefix(stack_name: str) -> str:
-    return f"{stack_name}-action-"
+    """``<stack>_action-``: what every action function of the stack is named with, and no other stack's."""
+    return _stack_prefix(stack_name) + "action-"
 
 
 def action_function_name(stack_name: str, action: str) -> str:
-    """``<stack>-action-<action>``; ValueError (naming the action, the name and the limit) if Lambda refuses it."""
+    """``<stack>_action-<action>``; ValueError (naming the action, the name and the limit) if Lambda refuses it."""
     name = action_function_prefix(stack_name) + action
     if not FUNCTION_NAME_PATTERN.match(name):
         raise ValueError(f"action '{action}': its function name '{name}' may only hold letters, digits, '-' and "

@@ -5,7 +5,8 @@ Lambda refuses a function whose environment variables, measured as the JSON obje
 the synthesized values: literals count as they are (JSON-escaped), CloudFormation tokens at their worst case:
 pseudo parameters at the longest value they take (partition ``aws-us-gov``, a 20-character region, ...), a
 ``Ref``/``Fn::GetAtt`` of a resource at the longest name or ARN its type allows (an explicit name at its length),
-``Fn::Join`` as the sum of its parts. Anything else counts ``UNKNOWN_TOKEN`` bytes.
+``Fn::Join`` as the sum of its parts, a parameter of a nested stack at the longest value its parent passes.
+Anything else counts ``UNKNOWN_TOKEN`` bytes. ``TokenEstimator`` is shared with ``infra.iam_size`` (IAM policies).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import CfnResource, Stack, Token
+from aws_cdk import CfnOutput, CfnResource, CfnStack, Stack, Token
 
 #: Lambda's limit on a function's environment (the variables as JSON), in bytes.
 MAX_ENVIRONMENT_BYTES = 4096
@@ -77,10 +78,13 @@ class EnvironmentSize:
         return sorted(self.variables.items(), key=lambda kv: (-kv[1], kv[0]))[:count]
 
 
-class _Estimator:
+class TokenEstimator:
+    """The longest text a synthesized value (literal or CloudFormation token, resolved in ``stack``) can become."""
+
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self._resources: dict[str, CfnResource] | None = None
+        self._parameters: dict[str, int] | None = None
 
     def resources(self) -> dict[str, CfnResource]:
         if self._resources is None:
@@ -110,6 +114,8 @@ class _Estimator:
             return self.ref(args)
         if function == "Fn::GetAtt" and isinstance(args, list) and len(args) == 2:
             resource = self.resources().get(str(args[0]))
+            if isinstance(resource, CfnStack) and str(args[1]).startswith("Outputs."):
+                return self.nested_output(resource, str(args[1])[len("Outputs."):])
             if resource is not None and args[1] == "Arn":
                 path = getattr(resource, "path", None) if resource.cfn_resource_type == "AWS::IAM::Role" else None
                 if resource.cfn_resource_type == "AWS::IAM::Role" and path is None:  # the default path, "/"
@@ -137,7 +143,8 @@ class _Estimator:
             return PSEUDO[name]
         resource = self.resources().get(name)
         if resource is None:
-            return UNKNOWN_TOKEN  # a parameter, or another stack's
+            # a parameter of a nested stack (CDK's reference to a resource of its parent), or unknown
+            return self.parameters().get(name, UNKNOWN_TOKEN)
         longest, name_property = REF.get(resource.cfn_resource_type, (UNKNOWN_TOKEN, None))
         explicit = getattr(resource, name_property, None) if name_property else None
         if isinstance(explicit, str) and not Token.is_unresolved(explicit):
@@ -145,9 +152,34 @@ class _Estimator:
         return longest
 
 
+    def nested_output(self, resource: CfnStack, output: str) -> int:
+        """The longest value of output ``output`` of the nested stack ``resource`` deploys."""
+        for construct in self.stack.node.find_all():
+            nested = construct.nested_stack_resource if isinstance(construct, Stack) else None
+            if nested is not None and nested.node.path == resource.node.path:
+                for candidate in construct.node.find_all():
+                    if (isinstance(candidate, CfnOutput) and Stack.of(candidate) is construct
+                            and construct.resolve(candidate.logical_id) == output):
+                        return TokenEstimator(construct).length(construct.resolve(candidate.value))
+        return UNKNOWN_TOKEN
+
+    def parameters(self) -> dict[str, int]:
+        """The longest value of each parameter the parent stack passes to this nested stack (none otherwise)."""
+        if self._parameters is None:
+            self._parameters = {}
+            parent = self.stack.nested_stack_parent
+            resource = self.stack.nested_stack_resource
+            if parent is not None and isinstance(resource, CfnStack):
+                values = parent.resolve(resource.parameters)
+                if isinstance(values, dict):
+                    outer = TokenEstimator(parent)
+                    self._parameters = {str(k): outer.length(v) for k, v in values.items()}
+        return self._parameters
+
+
 def environment_size(stack: Stack, environment: Mapping[str, str]) -> EnvironmentSize:
     """The most bytes ``environment`` (variable -> value, tokens allowed) can take as Lambda measures it."""
-    estimator = _Estimator(stack)
+    estimator = TokenEstimator(stack)
     variables: dict[str, int] = {}
     for key, value in environment.items():
         # "KEY":"value" and its comma

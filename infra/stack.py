@@ -19,6 +19,7 @@ from infra.constructs.rules import RuleFiles, rules_functions
 from infra.constructs.saga import Saga
 from infra.constructs.tasks import Tasks
 from infra.discovery import discover_actions, load_workflows
+from infra.iam_size import RolePoliciesFit
 from infra.workflow_stacks import WorkflowStack
 
 
@@ -40,6 +41,7 @@ class CoafiStack(Stack):
         self.observability = self._build_observability()
         self.escalations = Escalations(self, "Escalations", core=self.core)  # error policies' Escalation events
         self._build_outputs()
+        self.node.add_validation(RolePoliciesFit(self))  # IAM's policy size limits (infra/iam_size.py)
 
     def _functions_to_dead_letter(self) -> dict[str, lambda_.Function]:
         """Every function of the app whose failed asynchronous invocations have no destination yet (by path)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from coafi import aws
+from coafi import aws, naming
 from coafi.engine import query as queries
 from coafi.engine.errors import (
     ExecutionNotRunning,
@@ -325,7 +325,7 @@ class WorkflowClient:
             if any(base_state_machine_arn(v.stateMachineArn) == base for v in workflow.versions):
                 return workflow.workflowId
         name = base.split(":")[-1]
-        prefix = f"{self.stack_name}-" if self.stack_name else ""
+        prefix = f"{self.stack_name}{naming.STACK_SEPARATOR}" if self.stack_name else ""  # coafi.naming
         return name[len(prefix):] if prefix and name.startswith(prefix) else name
 
     # == terminate =====================================================================================

@@ -39,7 +39,7 @@ from coafi.engine.registrar import RESOURCE_TYPE as REGISTRY_RESOURCE_TYPE
 from coafi.engine.registry import REGISTRY_LEADING_KEYS
 from coafi.resilience.registry import PARTITION as POLICY_PARTITION
 from coafi.resilience.registry import policy_set
-from infra import nag
+from infra import nag, prefixes
 from infra.constructs.core import Core
 from infra.constructs.function import CoafiFunction, partition_statement
 from infra.constructs.waits import grant_waits
@@ -152,29 +152,19 @@ class Engine(Construct):
         for key, value in workflow_environment(self, self.core.config.stack_name, workflows).items():
             self.api.function.add_environment(key, value)
         if workflows:
+            # by the stack's prefix, not one ARN per workflow: the same size for 1 or 99 (infra/prefixes.py)
+            stack_name = self.core.config.stack_name
             self.api.function.add_to_role_policy(iam.PolicyStatement(
-                actions=["states:StartExecution"],
-                resources=[arn for wf in workflows.values()
-                           for arn in (self._machine_arn(wf), f"{self._machine_arn(wf)}:*")],
+                actions=["states:StartExecution"],  # the machines and their published versions
+                resources=[prefixes.state_machines(self, stack_name)],
             ))
             self.api.function.add_to_role_policy(iam.PolicyStatement(
                 actions=["states:DescribeExecution", "states:StopExecution"],
-                resources=[self._executions_arn(wf.name) for wf in workflows.values()],
+                resources=[prefixes.executions(self, stack_name)],
             ))
         self.registrar = self._build_registrar(workflows)
         self._suppress_findings(workflows)
         self._build_outputs()
-
-    def _machine_arn(self, workflow: WorkflowConstruct) -> str:
-        """The state machine's ARN from its fixed name: the workflows live in nested stacks whose trigger rules
-        target the API function, so naming their ARN attributes here would be a dependency cycle."""
-        return Stack.of(self).format_arn(service="states", resource="stateMachine", resource_name=workflow.name,
-                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)
-
-    def _executions_arn(self, state_machine_name: str) -> str:
-        return Stack.of(self).format_arn(service="states", resource="execution",
-                                         resource_name=f"{state_machine_name}:*",
-                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)
 
     def _build_registrar(self, workflows: Mapping[str, WorkflowConstruct]) -> RegistrarFunction:
         deployed = {
@@ -203,7 +193,7 @@ class Engine(Construct):
         if workflows:
             registrar.function.add_to_role_policy(iam.PolicyStatement(
                 actions=["states:PublishStateMachineVersion"],
-                resources=[wf.state_machine.state_machine_arn for _, wf in sorted(workflows.items())],
+                resources=[prefixes.state_machines(self, self.core.config.stack_name)],
             ))
         CustomResource(
             self,
@@ -216,18 +206,26 @@ class Engine(Construct):
         return registrar
 
     def _suppress_findings(self, workflows: Mapping[str, WorkflowConstruct]) -> None:
+        if not workflows:
+            return
+        stack_name = self.core.config.stack_name
+        machines = naming.state_machine_prefix(stack_name)
         nag.suppress(
             self.api.role,
             "IAM5",
-            "Published versions of exactly the stack's state machines ('<state machine ARN>:*', a named version "
-            "is started by its version ARN) and their executions ('execution:<state machine name>:*', execution "
-            "names are only known at run time); payload objects and table indexes as for every state function.",
-            [
-                *["Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:"
-                  f"{wf.name}:*" for wf in workflows.values()],
-                *["Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
-                  f"{wf.name}:*" for wf in workflows.values()],
-            ],
+            "StartExecution " + prefixes.reason("state machine (and its published versions, started by version ARN)",
+                                                machines)
+            + " DescribeExecution/StopExecution likewise name their executions ('execution:" + machines + "*:*', "
+            "execution names are only known at run time).",
+            [prefixes.state_machines_finding(stack_name), prefixes.executions_finding(stack_name)],
+            children=True,
+        )
+        assert self.registrar is not None
+        nag.suppress(
+            self.registrar.role,
+            "IAM5",
+            "PublishStateMachineVersion " + prefixes.reason("state machine", machines),
+            [prefixes.state_machines_finding(stack_name)],
             children=True,
         )
 

@@ -4,8 +4,9 @@ delayed and cron tasks on that queue (coafi/tasks/README.md).
 - **Dispatcher** (``functions/dispatcher``, COAFI's own code, not the app's): SQS event source on the task
   queue (batches of 10, ``ReportBatchItemFailures``). Its role may consume that queue; read and write only the
   task, worker and idempotency items of the state table (``dynamodb:LeadingKeys``: ``TASK#*``, ``WORKERS``,
-  ``IDEMPOTENCY#tasks``); invoke exactly the app's action functions and start exactly its state machines,
-  whose fixed names it derives from ``COAFI_ACTIONS`` / ``COAFI_ACTION_FUNCTION_PREFIX`` and
+  ``IDEMPOTENCY#tasks``); invoke the app's action functions and start its state machines (by the stack's
+  prefixes ``<stack>_action-*`` and ``<stack>_*``: infra/prefixes.py), whose fixed names it derives from
+  ``COAFI_ACTIONS`` / ``COAFI_ACTION_FUNCTION_PREFIX`` and
   ``COAFI_WORKFLOW_IDS`` / ``COAFI_STATE_MACHINE_ARN_PREFIX`` (``coafi.naming``: no maps, Lambda's 4 KB
   environment).
 - **Idempotency**: Powertools records live in the state table under ``IDEMPOTENCY#tasks`` (its TTL attribute
@@ -34,6 +35,7 @@ from constructs import Construct
 from coafi import naming
 from coafi.tasks.settings import OUTPUT_DEAD_LETTER_ARN, OUTPUT_DISPATCHER, OUTPUT_QUEUE_ARN, OUTPUT_SCHEDULER_ROLE
 from coafi.tasks.store import DISPATCHER_LEADING_KEYS
+from infra import nag, prefixes
 from infra.constructs.actions import Actions
 from infra.constructs.core import Core
 from infra.constructs.engine import workflow_environment
@@ -97,18 +99,25 @@ class Tasks(Construct):
         return dispatcher
 
     def _grant_targets(self) -> None:
-        """Invoke exactly the action functions (unqualified: the dispatcher calls $LATEST), start exactly the
-        workflows' state machines."""
+        """Invoke the app's action functions (unqualified: the dispatcher calls $LATEST) and start its workflows'
+        state machines, named by the stack's prefixes (infra/prefixes.py): one resource each, whatever the number
+        of actions and workflows."""
+        stack_name = self.core.config.stack_name
+        role = self.dispatcher.role
         if self.action_functions:
             self.dispatcher.function.add_to_role_policy(iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"],
-                resources=[f.function_arn for f in self.action_functions.values()],
+                actions=["lambda:InvokeFunction"], resources=[prefixes.action_functions(self, stack_name)],
             ))
+            nag.suppress(role, "IAM5", "InvokeFunction " + prefixes.reason(
+                "action function", naming.action_function_prefix(stack_name)),
+                [prefixes.action_functions_finding(stack_name)], children=True)
         if self.state_machines:
             self.dispatcher.function.add_to_role_policy(iam.PolicyStatement(
-                actions=["states:StartExecution"],
-                resources=[m.state_machine_arn for m in self.state_machines.values()],
+                actions=["states:StartExecution"], resources=[prefixes.state_machines(self, stack_name)],
             ))
+            nag.suppress(role, "IAM5", "StartExecution " + prefixes.reason(
+                "state machine", naming.state_machine_prefix(stack_name)),
+                [prefixes.state_machines_finding(stack_name)], children=True)
 
     # -- Scheduler ----------------------------------------------------------------------------------------
     def _build_scheduler_role(self) -> iam.Role:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 
-from infra import nag
+from coafi import naming
+from infra import nag, prefixes
 from infra.constructs.function import CoafiFunction
 
 if TYPE_CHECKING:
@@ -23,24 +23,20 @@ TASK_RESPONSE_ACTIONS = ["states:SendTaskSuccess", "states:SendTaskFailure"]
 HEARTBEAT_ACTION = "states:SendTaskHeartbeat"
 
 
-def machines_pattern(stack_name: str) -> str:
-    """The name pattern of the stack's state machines (``<stackName>-<workflowId>``)."""
-    return f"{stack_name}-*"
-
-
 def grant_task_responses(core: Core, function: CoafiFunction, *, heartbeat: bool = False) -> None:
     """SendTaskSuccess / SendTaskFailure (and SendTaskHeartbeat) for tokens of the stack's state machines only."""
-    pattern = machines_pattern(core.config.stack_name)
-    machines = Stack.of(function).format_arn(service="states", resource="stateMachine", resource_name=pattern,
-                                             arn_format=ArnFormat.COLON_RESOURCE_NAME)
+    stack_name = core.config.stack_name
+    pattern = naming.state_machine_prefix(stack_name) + "*"
+    machines = prefixes.state_machines(function, stack_name)
     actions = [*TASK_RESPONSE_ACTIONS, *([HEARTBEAT_ACTION] if heartbeat else [])]
     function.function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=[machines]))
     nag.suppress(
         function.role,
         "IAM5",
         "Task tokens belong to the stack's state machines, which reference the state function, so they are "
-        f"named by the stack's prefix ({pattern}) instead of by ARN (a dependency cycle); no other machines match.",
-        [f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:{pattern}"],
+        f"named by the stack's prefix ({pattern}) instead of by ARN (a dependency cycle); stack names hold no '_', so "
+        "no other stack's machines match.",
+        [prefixes.state_machines_finding(stack_name)],
         children=True,
     )
 

@@ -69,6 +69,25 @@ class Synth:
         return statements
 
 
+def arn_text(value: Any) -> str:
+    """A synthesized ARN as text, pseudo parameters and references as ``<name>``:
+    ``arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:Coafi_*``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(arn_text(p) for p in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    return json.dumps(value, sort_keys=True)
+
+
+def resources_of(statement: dict[str, Any]) -> list[str]:
+    """A statement's resources as ``arn_text``."""
+    resources = statement.get("Resource", [])
+    return sorted(arn_text(r) for r in (resources if isinstance(resources, list) else [resources]))
+
+
 def synthesize(outdir: Path, **context: Any) -> Synth:
     app = cdk.App(context={**CDK_CONTEXT, **context}, outdir=str(outdir))
     config = CoafiConfig.from_context(app.node)
@@ -173,3 +192,26 @@ def focused(focused_project: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         tmp_path_factory.mktemp("cdk-focused"),
         **project_context(focused_project, **{"coafi:stackName": "Focus", "coafi:retainData": "true"}),
     )
+
+
+LARGE_WORKFLOWS = 99  # the most an app holds (infra/constructs/observability.py: 500 dashboard widgets)
+
+
+@pytest.fixture(scope="session")
+def large(tmp_path_factory: pytest.TempPathFactory) -> tuple[CoafiStack, dict[str, Any]]:
+    """99 generated workflows (bench/synth.py's) on the sample's six actions: the stack (synthesized, so every
+    synth-time check ran) and the app's template."""
+    import yaml
+
+    from bench.synth import ACTIONS, workflow_definition
+
+    definitions = {f"bench-{i:03d}.yaml": yaml.safe_dump(workflow_definition(i), sort_keys=False)
+                   for i in range(LARGE_WORKFLOWS)}
+    root = write_project(tmp_path_factory.mktemp("large-project"), definitions, actions=ACTIONS)
+    app = cdk.App(context={**CDK_CONTEXT, **project_context(root)}, outdir=str(tmp_path_factory.mktemp("cdk-large")))
+    config = CoafiConfig.from_context(app.node)
+    stack = CoafiStack(app, config.stack_name, config=config)
+    assembly = app.synth()  # runs every synth-time check (environments, IAM policy sizes)
+    template = json.loads((Path(assembly.directory) / assembly.get_stack_by_name(stack.stack_name).template_file)
+                          .read_text())
+    return stack, template

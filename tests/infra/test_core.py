@@ -196,7 +196,7 @@ def test_function_roles_reach_only_their_log_group_the_table_the_payloads_and_th
             {"Fn::Join": ["", [{"Fn::GetAtt": [payload_id, "Arn"]}, "/executions/*"]]},  # large payloads
             {"Fn::GetAtt": [bus_id, "Arn"]}, "*",  # "*": X-Ray only, see test_security
             {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"}, ":",
-                               {"Ref": "AWS::AccountId"}, ":stateMachine:Coafi-*"]]},  # signal steps' tokens
+                               {"Ref": "AWS::AccountId"}, ":stateMachine:Coafi_*"]]},  # signal steps' tokens
         )}
         allowed |= _saga_resources(sample)  # infra/constructs/saga.py (tests/infra/test_saga.py checks them)
         assert resources <= allowed
@@ -218,7 +218,7 @@ def test_outputs(sample: Synth) -> None:
     text = "".join(part if isinstance(part, str) else "ARN" for part in joined)
     workflow_ids = set(json.loads(text))
     machines = sample.of_type("AWS::StepFunctions::StateMachine").values()
-    assert workflow_ids == {m["Properties"]["StateMachineName"].removeprefix("Coafi-") for m in machines}
+    assert workflow_ids == {m["Properties"]["StateMachineName"].removeprefix("Coafi_") for m in machines}
     refs = [part["Ref"] for part in joined if isinstance(part, dict)]
     assert all(sample.resources[r]["Type"] == "AWS::StepFunctions::StateMachine" for r in refs)
 

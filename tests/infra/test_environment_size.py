@@ -23,9 +23,9 @@ from infra.config import CoafiConfig
 from infra.constructs.function import CoafiFunction
 from infra.env_size import MAX_ENVIRONMENT_BYTES, PARTITION, REGION, environment_size
 from infra.stack import CoafiStack
-from tests.infra.conftest import CDK_CONTEXT, project_context, write_project
+from tests.infra.conftest import CDK_CONTEXT, LARGE_WORKFLOWS, project_context, write_project
 
-WORKFLOWS = 99  # the most an app holds (infra/constructs/observability.py: 500 dashboard widgets)
+WORKFLOWS = LARGE_WORKFLOWS
 ACTION_COUNT = 100
 
 
@@ -33,19 +33,6 @@ def _app(root: Path, outdir: Path, **context: Any) -> tuple[cdk.App, CoafiStack]
     app = cdk.App(context={**CDK_CONTEXT, **project_context(root, **context)}, outdir=str(outdir))
     config = CoafiConfig.from_context(app.node)
     return app, CoafiStack(app, config.stack_name, config=config)
-
-
-@pytest.fixture(scope="module")
-def large(tmp_path_factory: pytest.TempPathFactory) -> tuple[CoafiStack, dict[str, Any]]:
-    """99 generated workflows (bench/synth.py's) on the sample's six actions."""
-    definitions = {f"bench-{i:03d}.yaml": yaml.safe_dump(workflow_definition(i), sort_keys=False)
-                   for i in range(WORKFLOWS)}
-    root = write_project(tmp_path_factory.mktemp("large-project"), definitions, actions=ACTIONS)
-    app, stack = _app(root, tmp_path_factory.mktemp("cdk-large"))
-    assembly = app.synth()  # runs every function's size check
-    template = json.loads((Path(assembly.directory) / assembly.get_stack_by_name(stack.stack_name).template_file)
-                          .read_text())
-    return stack, template
 
 
 def _functions(stack: CoafiStack) -> list[CoafiFunction]:
@@ -86,7 +73,7 @@ def test_the_api_and_the_dispatcher_derive_each_workflows_arn_and_each_actions_f
         variables = {k: _render(v) for k, v in functions[description]["Environment"]["Variables"].items()}
         arns = naming.workflow_arns(variables)
         assert sorted(arns) == sorted(stack.workflows) and len(arns) == WORKFLOWS
-        assert arns["bench-007"] == "arn:aws-us-gov:states:us-gov-west-1:123456789012:stateMachine:Coafi-bench-007"
+        assert arns["bench-007"] == "arn:aws-us-gov:states:us-gov-west-1:123456789012:stateMachine:Coafi_bench-007"
         assert not [k for k, v in variables.items() if v.startswith("{")], "no JSON maps any more"
     variables = {k: _render(v) for k, v in functions["COAFI task dispatcher of Coafi: runs queued tasks"]
                  ["Environment"]["Variables"].items()}
@@ -94,7 +81,7 @@ def test_the_api_and_the_dispatcher_derive_each_workflows_arn_and_each_actions_f
     action_functions = naming.action_functions(variables)
     assert sorted(action_functions) == sorted(ACTIONS)
     assert set(action_functions.values()) == deployed  # every name it derives is one of the app's actions
-    assert action_functions["generate-content"] == "Coafi-action-generate-content"
+    assert action_functions["generate-content"] == "Coafi_action-generate-content"
 
 
 def test_the_registrar_gets_what_to_register_from_its_requests_not_its_environment(
@@ -109,7 +96,7 @@ def test_a_token_counts_at_its_longest(large: tuple[CoafiStack, dict[str, Any]])
     stack, _ = large
     prefix = stack.tasks.dispatcher.environment[naming.STATE_MACHINE_ARN_PREFIX_ENV]
     size = environment_size(stack, {"P": prefix})
-    longest = f"arn:{'p' * PARTITION}:states:{'r' * REGION}:123456789012:stateMachine:Coafi-"
+    longest = f"arn:{'p' * PARTITION}:states:{'r' * REGION}:123456789012:stateMachine:Coafi_"
     assert size.total == len(json.dumps({"P": longest}, separators=(",", ":")))
 
 

@@ -44,7 +44,7 @@ def test_escalation_events_on_the_bus_go_to_the_encrypted_topic_with_the_rules_o
 
 
 def test_the_demo_workflow_compiles_its_policies_into_the_deployed_machine(sample: Synth) -> None:
-    _, machine = sample.state_machine("Coafi-resilience-demo")
+    _, machine = sample.state_machine("Coafi_resilience-demo")
     body = machine["Properties"]["DefinitionString"]
     text = body if isinstance(body, str) else json.dumps(body)
     assert "DependencyUnavailable" in text and "JitterStrategy" in text and "errorPolicies" in text

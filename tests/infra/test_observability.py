@@ -173,7 +173,7 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_recovery(sample: Synth) -> 
 @pytest.mark.parametrize("workflow", ["content-generation", "content-campaign"])
 def test_default_workflow_alarms(sample: Synth, workflow: str) -> None:
     found = alarms(sample)
-    machine = machine_ref(sample, f"Coafi-{workflow}")
+    machine = machine_ref(sample, f"Coafi_{workflow}")
     for suffix, metric in (("executions-failed", "ExecutionsFailed"), ("executions-timed-out", "ExecutionsTimedOut"),
                            ("executions-throttled", "ExecutionThrottled")):
         props = found[f"Coafi-{workflow}-{suffix}"]
@@ -249,7 +249,7 @@ def test_dashboard_has_a_row_per_workflow_with_executions_duration_errors_and_dl
                     and f"`{workflow}`" in w["properties"]["markdown"]]
         executions, duration, errors, depth = widgets[index + 1: index + 5]
         assert len({w["y"] for w in (executions, duration, errors, depth)}) == 1  # one row
-        machine = f"Ref:{machine_ref(sample, f'Coafi-{workflow}')}"
+        machine = f"Ref:{machine_ref(sample, f'Coafi_{workflow}')}"
         assert [(m[0], m[1], m[2], m[3], m[4]["stat"]) for m in graph_metrics(executions)] == [
             ("AWS/States", name, "StateMachineArn", machine, "Sum")
             for name in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed")

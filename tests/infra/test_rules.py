@@ -73,9 +73,9 @@ def test_only_workflows_with_rule_decisions_may_invoke_the_rules_function(sample
         role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
         resources = json.dumps([s["Resource"] for s in sample.role_statements(role_id)
                                 if "lambda:InvokeFunction" in _as_list(s["Action"])])
-        assert (rules_id in resources) == (name == "Coafi-content-review"), name
+        assert (rules_id in resources) == (name == "Coafi_content-review"), name
         definition = json.dumps(machine["Properties"].get("DefinitionSubstitutions", {}))
-        assert (rules_id in definition) == (name == "Coafi-content-review")
+        assert (rules_id in definition) == (name == "Coafi_content-review")
 
 
 def _bare_stack() -> cdk.Stack:

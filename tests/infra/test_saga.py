@@ -100,7 +100,7 @@ def test_the_state_function_may_schedule_tasks_and_nothing_more(synth: Synth) ->
 
 
 def test_the_compensation_action_may_be_invoked_by_the_workflow(synth: Synth) -> None:
-    _, machine = synth.state_machine("Saga-saga")
+    _, machine = synth.state_machine("Saga_saga")
     role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     text = str(synth.role_statements(role_id))
     store = next(k for k, v in synth.of_type("AWS::Lambda::Function").items()

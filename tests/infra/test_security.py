@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +13,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
-from tests.infra.conftest import Synth
+from coafi import naming
+from tests.infra.conftest import Synth, arn_text
 
 #: Actions AWS defines without resource-level permissions: a statement granting ONLY these may use
 #: Resource "*". Each is added by CDK itself, never by COAFI code.
@@ -94,6 +97,27 @@ def test_no_wildcard_action_or_resource_in_any_allow_statement(synth: Synth) -> 
             if unexpected:
                 problems.append(f"{where}: Resource '*' for {unexpected}")
     assert not problems, "\n".join(problems)
+
+
+#: The name part of a state machine, execution or function ARN.
+_NAMED = re.compile(r":(?:states|lambda):<AWS::Region>:<AWS::AccountId>:(stateMachine|execution|function):(.*)$")
+
+
+def test_wildcards_on_state_machines_executions_and_functions_are_scoped_to_the_stacks_prefix(synth: Synth) -> None:
+    """A pattern naming state machines, executions or functions reaches only this stack's (``<stack>_...``): stack
+    names hold no "_", so no other stack's names start with it (coafi.naming)."""
+    prefix = naming.state_machine_prefix(synth.stack.config.stack_name)
+    patterns: list[str] = []
+    for where, statement in _statements(synth.resources, "Resources"):
+        for resource in _as_list(statement.get("Resource", [])):
+            found = _NAMED.search(arn_text(resource))
+            if found and "*" in found.group(2):
+                patterns.append(found.group(2))
+                assert found.group(2).startswith(prefix) and "*" not in found.group(2)[:len(prefix)], (
+                    f"{where}: {arn_text(resource)} is not scoped to the stack's prefix {prefix!r}")
+                assert not fnmatch.fnmatchcase(f"{synth.stack.config.stack_name}-dev{found.group(2)[len(prefix) - 1:]}",
+                                               found.group(2))
+    assert f"{prefix}*" in patterns  # the app-wide grants (engine API, dispatcher, registrar, state function)
 
 
 def test_cdk_nag_aws_solutions_has_no_unsuppressed_findings(synth: Synth) -> None:

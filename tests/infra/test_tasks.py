@@ -3,6 +3,7 @@ cdk-nag. Synthesized on the focused project (actions echo/store/unused, workflow
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from coafi.tasks.store import DISPATCHER_LEADING_KEYS
 from infra.config import CoafiConfig
 from infra.constructs.tasks import TABLE_ACTIONS, Tasks
 from infra.stack import CoafiStack
-from tests.infra.conftest import CDK_CONTEXT, Synth, project_context, synth_of
+from tests.infra.conftest import CDK_CONTEXT, Synth, project_context, resources_of, synth_of
 
 DESCRIPTION = "COAFI task dispatcher of Focus: runs queued tasks"
 SQS_CONSUME = {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
@@ -96,7 +97,7 @@ def test_the_dispatcher_knows_exactly_the_apps_actions_and_workflows(synth: Synt
     assert env["COAFI_WORKFLOW_IDS"] == "child,parent"
     prefix = "".join(p if isinstance(p, str) else "|" + p["Ref"] + "|"
                      for p in env["COAFI_STATE_MACHINE_ARN_PREFIX"]["Fn::Join"][1])
-    assert prefix == "arn:|AWS::Partition|:states:|AWS::Region|:|AWS::AccountId|:stateMachine:Focus-"
+    assert prefix == "arn:|AWS::Partition|:states:|AWS::Region|:|AWS::AccountId|:stateMachine:Focus_"
     machines = sorted(m["Properties"]["StateMachineName"] for m in synth.of_type(
         "AWS::StepFunctions::StateMachine").values())
     assert [prefix.rsplit(":", 1)[1] + w for w in env["COAFI_WORKFLOW_IDS"].split(",")] == machines
@@ -125,11 +126,24 @@ def test_the_dispatcher_role_reads_its_queue_writes_its_table_keys_and_runs_exac
                 "ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(DISPATCHER_LEADING_KEYS)}}
             seen.add("dynamodb")
         elif actions == {"lambda:InvokeFunction"}:
-            assert sorted(r["Fn::GetAtt"][0] for r in resources) == _action_function_ids(synth)
-            assert all(r["Fn::GetAtt"][1] == "Arn" for r in resources)  # unqualified: no ":*"
+            # the app's action functions by their fixed-name prefix: one resource however many actions
+            [pattern] = resources_of(statement)
+            assert pattern == "arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:Focus_action-*"
+            names = [synth.resources[k]["Properties"]["FunctionName"] for k in _action_function_ids(synth)]
+            function_pattern = pattern.rsplit(":", 1)[1]
+            assert names and all(fnmatch.fnmatchcase(n, function_pattern) for n in names)
+            other_functions = [synth.resources[k]["Properties"].get("FunctionName", "") for k in
+                               _ids(synth, "AWS::Lambda::Function") if k not in _action_function_ids(synth)]
+            assert not [n for n in other_functions if fnmatch.fnmatchcase(n, function_pattern)]
+            assert not fnmatch.fnmatchcase("Focus-dev_action-echo", function_pattern)  # another stack's
             seen.add("lambda")
         elif actions == {"states:StartExecution"}:
-            assert sorted(r["Ref"] for r in resources) == _ids(synth, "AWS::StepFunctions::StateMachine")
+            [pattern] = resources_of(statement)
+            assert pattern == "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:Focus_*"
+            machines = [m["Properties"]["StateMachineName"]
+                        for m in synth.of_type("AWS::StepFunctions::StateMachine").values()]
+            assert machines and all(fnmatch.fnmatchcase(m, "Focus_*") for m in machines)
+            assert not fnmatch.fnmatchcase("Focus-dev_parent", "Focus_*")  # stack names hold no "_"
             seen.add("states")
         elif all(a.startswith("logs:") for a in actions):
             assert resources == [{"Fn::GetAtt": [log_group, "Arn"]}]
@@ -178,12 +192,17 @@ def test_cdk_nag_has_no_unsuppressed_findings_and_no_new_suppressions(synth: Syn
     assert not findings, "\n".join(f"{f.id}: {f.entry.data}" for f in findings)
     function_id, function = _dispatcher(synth)
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    suppressed = {s["id"]: s.get("applies_to") for logical_id, resource in synth.resources.items()
+    suppressed = [(s["id"], finding) for logical_id, resource in synth.resources.items()
                   if role_id in logical_id or logical_id == function_id
-                  for s in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])}
-    # only CoafiFunction's own: Python 3.12 (L1) and X-Ray's Resource "*" (IAM5)
-    assert set(suppressed) <= {"AwsSolutions-L1", "AwsSolutions-IAM5"}
-    assert suppressed.get("AwsSolutions-IAM5") in (None, ["Resource::*"])
+                  for s in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+                  for finding in s.get("applies_to") or [None]]
+    # CoafiFunction's own: Python 3.12 (L1) and X-Ray's Resource "*" (IAM5); and the app's targets by the stack's
+    # prefixes, exactly those
+    arn = "Resource::arn:<AWS::Partition>:{}:<AWS::Region>:<AWS::AccountId>:"
+    assert sorted(set(suppressed), key=str) == sorted({
+        ("AwsSolutions-L1", None), ("AwsSolutions-IAM5", "Resource::*"),
+        ("AwsSolutions-IAM5", arn.format("lambda") + "function:Focus_action-*"),
+        ("AwsSolutions-IAM5", arn.format("states") + "stateMachine:Focus_*")}, key=str)
 
 
 def test_cfn_lint_finds_no_errors(synth: Synth) -> None:

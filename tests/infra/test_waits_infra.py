@@ -32,5 +32,5 @@ def test_state_function_completes_tokens_of_the_stacks_machines_only(sample: Syn
                     if "states:SendTaskSuccess" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
     assert sorted(statement["Action"]) == ["states:SendTaskFailure", "states:SendTaskSuccess"]
     parts = statement["Resource"]["Fn::Join"][1]
-    assert parts[-1] == ":stateMachine:Coafi-*"
+    assert parts[-1] == ":stateMachine:Coafi_*"
     assert "states" in "".join(p for p in parts if isinstance(p, str))

@@ -39,7 +39,7 @@ def test_each_nested_stack_holds_exactly_one_workflow(focused: Synth) -> None:
         assert len(names) == 1, f"{path.name}: {names}"
         machines += names
         assert len(resources) < 50
-    assert sorted(machines) == ["Focus-child", "Focus-parent"]
+    assert sorted(machines) == ["Focus_child", "Focus_parent"]
 
 
 def test_per_workflow_the_apps_stack_grows_by_its_nested_stack_and_its_alarms_only(focused: Synth) -> None:
@@ -64,5 +64,5 @@ def test_the_outputs_name_the_nested_state_machines(focused: Synth) -> None:
     arns = json.dumps(outputs["WorkflowArns"]["Value"])
     for wf in ("parent", "child"):
         machine_id = next(k for k, r in focused.resources.items() if r["Type"] == "AWS::StepFunctions::StateMachine"
-                          and r["Properties"]["StateMachineName"] == f"Focus-{wf}")
+                          and r["Properties"]["StateMachineName"] == f"Focus_{wf}")
         assert json.dumps({"Ref": machine_id}) in arns

@@ -57,9 +57,9 @@ def test_one_state_machine_per_definition_file(sample: Synth) -> None:
     assert {d.id for d in definitions} >= {"content-generation"}
     machines = sample.of_type("AWS::StepFunctions::StateMachine")
     assert sorted(m["Properties"]["StateMachineName"] for m in machines.values()) == \
-        sorted(f"Coafi-{d.id}" for d in definitions)
+        sorted(f"Coafi_{d.id}" for d in definitions)
     for definition in definitions:
-        _, machine = sample.state_machine(f"Coafi-{definition.id}")
+        _, machine = sample.state_machine(f"Coafi_{definition.id}")
         props = machine["Properties"]
         assert props["StateMachineType"] == "STANDARD"
         assert props["TracingConfiguration"] == {"Enabled": True}
@@ -73,7 +73,7 @@ def test_one_state_machine_per_definition_file(sample: Synth) -> None:
 def test_sample_state_machine_may_invoke_exactly_the_functions_it_uses(
     sample: Synth, definition: WorkflowDefinition
 ) -> None:
-    _, machine = sample.state_machine(f"Coafi-{definition.id}")
+    _, machine = sample.state_machine(f"Coafi_{definition.id}")
     used = sorted({s.action for s in definition.steps if s.type == "task" and not s.is_external}
                   | {s.compensate for s in definition.steps if s.compensate})  # compensations: docs/saga-and-dlq.md
     functions = [sample.function_id(f"COAFI action {a}") for a in used]
@@ -85,8 +85,8 @@ def test_sample_state_machine_may_invoke_exactly_the_functions_it_uses(
 
 
 def test_substitutions_point_at_the_right_resources(focused: Synth) -> None:
-    _, parent = focused.state_machine("Focus-parent")
-    child_id, _ = focused.state_machine("Focus-child")
+    _, parent = focused.state_machine("Focus_parent")
+    child_id, _ = focused.state_machine("Focus_child")
     substitutions = parent["Properties"]["DefinitionSubstitutions"]
     assert substitutions["StateFunctionArn"] == {"Fn::GetAtt": [
         focused.function_id("COAFI state function of Focus: records executions and steps"), "Arn"]}
@@ -98,19 +98,19 @@ def test_substitutions_point_at_the_right_resources(focused: Synth) -> None:
 
 
 def test_external_function_and_own_functions_only(focused: Synth) -> None:
-    _, parent = focused.state_machine("Focus-parent")
+    _, parent = focused.state_machine("Focus_parent")
     functions = [focused.function_id("COAFI action echo"),
                  focused.function_id("COAFI state function of Focus: records executions and steps")]
     assert _invoke_resources(focused, parent) == _expected_invoke(functions, [EXTERNAL_ARN])
-    _, child = focused.state_machine("Focus-child")
+    _, child = focused.state_machine("Focus_child")
     functions = [focused.function_id("COAFI action store"),
                  focused.function_id("COAFI state function of Focus: records executions and steps")]
     assert _invoke_resources(focused, child) == _expected_invoke(functions)
 
 
 def test_parent_may_run_its_child_synchronously(focused: Synth) -> None:
-    _, parent = focused.state_machine("Focus-parent")
-    child_id, _ = focused.state_machine("Focus-child")
+    _, parent = focused.state_machine("Focus_parent")
+    child_id, _ = focused.state_machine("Focus_child")
     statements = focused.role_statements(parent["Properties"]["RoleArn"]["Fn::GetAtt"][0])
 
     def granted(action: str) -> list[Any]:
@@ -119,7 +119,7 @@ def test_parent_may_run_its_child_synchronously(focused: Synth) -> None:
 
     assert granted("states:StartExecution") == [{"Ref": child_id}]
     execution_arn = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"},
-                                       ":", {"Ref": "AWS::AccountId"}, ":execution:Focus-child:*"]]}
+                                       ":", {"Ref": "AWS::AccountId"}, ":execution:Focus_child:*"]]}
     assert granted("states:DescribeExecution") == [execution_arn]
     assert granted("states:StopExecution") == [execution_arn]
     rule_arn = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":events:", {"Ref": "AWS::Region"}, ":",
@@ -128,13 +128,13 @@ def test_parent_may_run_its_child_synchronously(focused: Synth) -> None:
     for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
         assert granted(action) == [rule_arn]
     # the child starts nothing
-    _, child = focused.state_machine("Focus-child")
+    _, child = focused.state_machine("Focus_child")
     child_statements = focused.role_statements(child["Properties"]["RoleArn"]["Fn::GetAtt"][0])
     assert not [s for s in child_statements if "states:StartExecution" in s["Action"]]
 
 
 def test_logging_level_follows_the_definition_without_execution_data(focused: Synth) -> None:
-    for name, level in (("Focus-parent", "ERROR"), ("Focus-child", "ALL")):
+    for name, level in (("Focus_parent", "ERROR"), ("Focus_child", "ALL")):
         _, machine = focused.state_machine(name)
         logging = machine["Properties"]["LoggingConfiguration"]
         assert logging["Level"] == level
@@ -177,8 +177,8 @@ def test_schedule_triggers(focused: Synth) -> None:
     schedules = {json.dumps(s["Properties"]["Target"]["Arn"]): s["Properties"]
                  for s in focused.of_type("AWS::Scheduler::Schedule").values()}
     assert len(schedules) == 2
-    parent_id, _ = focused.state_machine("Focus-parent")
-    child_id, _ = focused.state_machine("Focus-child")
+    parent_id, _ = focused.state_machine("Focus_parent")
+    child_id, _ = focused.state_machine("Focus_child")
     dlq_id = next(k for k, q in focused.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" not in q["Properties"])
     parent = schedules[json.dumps({"Ref": parent_id})]
     child = schedules[json.dumps({"Ref": child_id})]

@@ -34,9 +34,9 @@ def with_arns(compiled: CompiledWorkflow) -> str:
     arns = {}
     for placeholder, ref in compiled.substitutions.items():
         if ref.kind == "workflow":
-            arns[placeholder] = STATE_MACHINE_ARN.format(f"Coafi-{ref.name}")
+            arns[placeholder] = STATE_MACHINE_ARN.format(f"Coafi_{ref.name}")
         elif ref.kind == "action":
-            arns[placeholder] = LAMBDA_ARN.format(f"Coafi-action-{ref.name}")
+            arns[placeholder] = LAMBDA_ARN.format(f"Coafi_action-{ref.name}")
         else:
             arns[placeholder] = LAMBDA_ARN.format("Coafi-state")
     text = re.sub(r"\$\{([^}]+)\}", lambda m: arns[m.group(1)], compiled.to_json())

@@ -14,7 +14,7 @@ from coafi.engine.registry import REGISTRY_PK, WorkflowRegistry
 from coafi.state import schema
 
 TABLE = "engine-registry-test"
-ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:Coafi-orders"
+ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:Coafi_orders"
 
 
 @pytest.fixture
@@ -352,7 +352,7 @@ def test_deploy_local_runs_the_registrar_only_when_the_custom_resource_was_skipp
     monkeypatch.setattr(aws, "client", lambda service, **_: fake)
     registrar.sync_deployed_stack("Coafi")
     expected = {"Source": "stack:Coafi", "ErrorPolicies": text, "Workflows": {"orders": {
-        **orders, "stateMachineArn": "arn:aws:states:eu-west-1:000000000000:stateMachine:Coafi-orders"}}}
+        **orders, "stateMachineArn": "arn:aws:states:eu-west-1:000000000000:stateMachine:Coafi_orders"}}}
     assert fake.invoked == ([{"RequestType": "Sync", "ResourceProperties": expected}] if runs_the_registrar else [])
 
 
