@@ -12,6 +12,7 @@ Anything else counts ``UNKNOWN_TOKEN`` bytes. ``TokenEstimator`` is shared with 
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,9 @@ class EnvironmentSize:
         return sorted(self.variables.items(), key=lambda kv: (-kv[1], kv[0]))[:count]
 
 
+_ESTIMATORS: weakref.WeakKeyDictionary[Stack, TokenEstimator] = weakref.WeakKeyDictionary()
+
+
 class TokenEstimator:
     """The longest text a synthesized value (literal or CloudFormation token, resolved in ``stack``) can become."""
 
@@ -85,6 +89,18 @@ class TokenEstimator:
         self.stack = stack
         self._resources: dict[str, CfnResource] | None = None
         self._parameters: dict[str, int] | None = None
+        self._nested: dict[str, Stack] | None = None
+
+    @classmethod
+    def of(cls, stack: Stack) -> TokenEstimator:
+        """The estimator of ``stack``, made once: each one indexes its stack's resources (a walk of the construct
+        tree through jsii), so the checks of an app with 50 nested stacks share 51 walks instead of making one per
+        function, role and parameter (synth CPU: BENCHMARKS.md). Estimates are made when the app is synthesized,
+        when its tree is complete."""
+        estimator = _ESTIMATORS.get(stack)
+        if estimator is None:
+            estimator = _ESTIMATORS[stack] = cls(stack)
+        return estimator
 
     def resources(self) -> dict[str, CfnResource]:
         if self._resources is None:
@@ -152,15 +168,23 @@ class TokenEstimator:
         return longest
 
 
+    def nested_stacks(self) -> dict[str, Stack]:
+        """The nested stacks under this stack, by the path of the resource that deploys each."""
+        if self._nested is None:
+            self._nested = {}
+            for construct in self.stack.node.find_all():
+                if isinstance(construct, Stack) and construct.nested_stack_resource is not None:
+                    self._nested[construct.nested_stack_resource.node.path] = construct
+        return self._nested
+
     def nested_output(self, resource: CfnStack, output: str) -> int:
         """The longest value of output ``output`` of the nested stack ``resource`` deploys."""
-        for construct in self.stack.node.find_all():
-            nested = construct.nested_stack_resource if isinstance(construct, Stack) else None
-            if nested is not None and nested.node.path == resource.node.path:
-                for candidate in construct.node.find_all():
-                    if (isinstance(candidate, CfnOutput) and Stack.of(candidate) is construct
-                            and construct.resolve(candidate.logical_id) == output):
-                        return TokenEstimator(construct).length(construct.resolve(candidate.value))
+        construct = self.nested_stacks().get(resource.node.path)
+        if construct is not None:
+            for candidate in construct.node.find_all():
+                if (isinstance(candidate, CfnOutput) and Stack.of(candidate) is construct
+                        and construct.resolve(candidate.logical_id) == output):
+                    return TokenEstimator.of(construct).length(construct.resolve(candidate.value))
         return UNKNOWN_TOKEN
 
     def parameters(self) -> dict[str, int]:
@@ -172,14 +196,14 @@ class TokenEstimator:
             if parent is not None and isinstance(resource, CfnStack):
                 values = parent.resolve(resource.parameters)
                 if isinstance(values, dict):
-                    outer = TokenEstimator(parent)
+                    outer = TokenEstimator.of(parent)
                     self._parameters = {str(k): outer.length(v) for k, v in values.items()}
         return self._parameters
 
 
 def environment_size(stack: Stack, environment: Mapping[str, str]) -> EnvironmentSize:
     """The most bytes ``environment`` (variable -> value, tokens allowed) can take as Lambda measures it."""
-    estimator = TokenEstimator(stack)
+    estimator = TokenEstimator.of(stack)
     variables: dict[str, int] = {}
     for key, value in environment.items():
         # "KEY":"value" and its comma

@@ -113,7 +113,7 @@ def role_sizes(root: Stack) -> list[tuple[iam.CfnRole, PolicySize]]:
     ``Policies`` and every ``AWS::IAM::Policy`` of its stack attached to it."""
     result: list[tuple[iam.CfnRole, PolicySize]] = []
     for stack in _stacks(root):
-        estimator = TokenEstimator(stack)
+        estimator = TokenEstimator.of(stack)
         roles = {str(stack.resolve(r.logical_id)): r for r in _own(stack, iam.CfnRole)}
         sizes = {logical_id: PolicySize() for logical_id in roles}
         for logical_id, role in roles.items():
@@ -132,7 +132,7 @@ def role_sizes(root: Stack) -> list[tuple[iam.CfnRole, PolicySize]]:
 def managed_policy_sizes(root: Stack) -> list[tuple[iam.CfnManagedPolicy, PolicySize]]:
     result: list[tuple[iam.CfnManagedPolicy, PolicySize]] = []
     for stack in _stacks(root):
-        estimator = TokenEstimator(stack)
+        estimator = TokenEstimator.of(stack)
         for managed in _own(stack, iam.CfnManagedPolicy):
             size = PolicySize()
             size.add(estimator, _path(managed), stack.resolve(managed.policy_document))
