@@ -254,24 +254,40 @@ def _marginal_ms(row: Row, first: Row) -> str:
 
 
 CLOUDFORMATION_MAX_RESOURCES = 500
+CLOUDFORMATION_MAX_TEMPLATE_BYTES = 1_000_000  # a template in S3 (what CDK uploads); CDK warns from here
 DASHBOARD_MAX_WIDGETS = 500  # infra/constructs/observability.py MAX_WIDGETS (not imported: that loads the CDK)
 
 
+def _linear(small: Row, large: Row, key: str) -> tuple[float, float]:
+    """(shared, per workflow) of the app's stack's ``key``, from the two largest measured sizes."""
+    a, b = (r.figures["template"][key] for r in (small, large))
+    per_workflow = (b - a) / (large.workflows - small.workflows)
+    return a - per_workflow * small.workflows, per_workflow
+
+
 def capacity(rows: list[Row]) -> list[str]:
-    """Resources per workflow from the two largest measured sizes, and how many workflows fit in one stack."""
+    """How many workflows fit in one app: by the app's stack's resources, its template's size, and the
+    dashboard's widgets; extrapolated linearly from the two largest measured sizes."""
     if len(rows) < 2:
         return []
     small, large = rows[-2], rows[-1]
-    r_small, r_large = (r.figures["template"]["resources"] for r in (small, large))
-    per_workflow = (r_large - r_small) / (large.workflows - small.workflows)
-    shared = r_small - per_workflow * small.workflows
-    fits = int((CLOUDFORMATION_MAX_RESOURCES - shared) // per_workflow) if per_workflow > 0 else 0
-    return ["", f"the app's stack: {shared:.0f} shared resources + {per_workflow:.1f} per workflow (its nested stack "
-                f"and its alarms): at most {fits} workflows fit (CloudFormation's limit: "
-                f"{CLOUDFORMATION_MAX_RESOURCES} resources per stack); each workflow's nested stack: "
-                f"{large.figures['template']['largest_nested']} resources at most",
-            f"(the dashboard's {DASHBOARD_MAX_WIDGETS} widgets, 5 per workflow, stop the app at "
-            f"{(DASHBOARD_MAX_WIDGETS - 1) // 5} workflows first)"]
+    shared, per_workflow = _linear(small, large, "resources")
+    shared_bytes, bytes_per_workflow = _linear(small, large, "template_bytes")
+    limits = {
+        f"resources ({shared:.0f} shared + {per_workflow:.1f} per workflow: its nested stack and its alarms; "
+        f"CloudFormation's limit {CLOUDFORMATION_MAX_RESOURCES})":
+            int((CLOUDFORMATION_MAX_RESOURCES - shared) // per_workflow) if per_workflow > 0 else 0,
+        f"template size ({shared_bytes / 1000:.0f} KB shared + {bytes_per_workflow / 1000:.1f} KB per workflow: "
+        f"its dashboard widgets, alarms and nested stack; limit {CLOUDFORMATION_MAX_TEMPLATE_BYTES / 1e6:.0f} MB)":
+            int((CLOUDFORMATION_MAX_TEMPLATE_BYTES - shared_bytes) // bytes_per_workflow)
+            if bytes_per_workflow > 0 else 0,
+        f"dashboard widgets (5 per workflow, at most {DASHBOARD_MAX_WIDGETS})": (DASHBOARD_MAX_WIDGETS - 1) // 5,
+    }
+    binding = min(limits, key=lambda k: limits[k])
+    lines = ["", f"workflows that fit in one app: {limits[binding]}, bound by its {binding.split(' (')[0]}"]
+    lines += [f"  by {label}: {fits}" for label, fits in limits.items()]
+    lines.append(f"each workflow's nested stack: {large.figures['template']['largest_nested']} resources at most")
+    return lines
 
 
 def report(baseline: dict[str, Any], rows: list[Row]) -> str:
