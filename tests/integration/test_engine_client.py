@@ -167,6 +167,17 @@ def test_a_named_version_starts_what_it_was_registered_with(cloud: InProcessClou
 
 
 # -- status, terminate, query --------------------------------------------------------------------------------
+def stepfunctions_status(execution_arn: str, timeout: float = 10.0) -> str:
+    """The execution's status once it is no longer RUNNING. On AWS a StopExecution that returned has stopped it;
+    moto's interpreter thread takes a moment to notice."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = str(aws.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"])
+        if status != "RUNNING" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
 def test_terminate_stops_the_execution_and_records_the_reason(cloud: InProcessCloud, client: WorkflowClient) -> None:
     run = client.start_workflow("waiter", waiter(600))
     wait_for_step(client, run.executionId, "hold")
@@ -176,8 +187,7 @@ def test_terminate_stops_the_execution_and_records_the_reason(cloud: InProcessCl
     assert state.error is not None and (state.error.type, state.error.message) == ("Terminated", "customer cancelled")
     assert state.metadata["termination"]["reason"] == "customer cancelled"
     assert state.currentSteps == [] and state.steps[-1].status == "FAILED"
-    sfn = aws.client("stepfunctions").describe_execution(executionArn=run.executionId)
-    assert sfn["status"] == "ABORTED"
+    assert stepfunctions_status(run.executionId) == "ABORTED"
     aborted = [e for e in client.get_execution_history(run.executionId) if e.type == "WORKFLOW_ABORTED"]
     assert len(aborted) == 1 and aborted[0].details["reason"] == "customer cancelled"
     assert client.get_workflow_status(run.executionId).status == "ABORTED"
